@@ -1,0 +1,299 @@
+//! Creating sessions (PRODUCT.md §6): get-or-create, reuse of a recent APPROVED row, and
+//! idempotency that never mints twice.
+//!
+//! Every creation runs under a [`CreationIntent`] keyed by the idempotency key (or, for the
+//! drop-in path, by the parent id). The minted token is saved in the intent BEFORE the row
+//! is written, so a retry after a crash finishes the job with the same token instead of
+//! paying for another; the parent is written last, so a failed mint leaves nothing that
+//! counts as a session (W25, W26).
+
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::{
+    Clock, CreationIntent, Flow, IdenfyApi, IdenfyError, IdenfyRow, IntentState, IntentStore,
+    MintedToken, Nonce, Parent, ParentId, ParentStatus, ParentStore, RecreateLock, RowId, RowStore,
+    SessionView, Sessions, SigDigest, StoreError, resolver::chrono_duration,
+};
+
+/// `POST /internal/sessions`.
+#[derive(Clone, Debug)]
+pub struct CreateRequest {
+    pub sig_digest: SigDigest,
+    pub flow: Flow,
+    /// The `Idempotency-Key` header, if any.
+    pub idempotency_key: Option<String>,
+}
+
+/// A parent and its iDenfy row.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Created {
+    pub session_id: ParentId,
+    pub idenfy_session_id: RowId,
+    pub flow: Flow,
+    /// An APPROVED row of the last days was linked instead of minting.
+    pub reused: bool,
+    /// The result of an earlier request (same idempotency key, or an already linked row).
+    pub replayed: bool,
+    pub idenfy: SessionView,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("Idempotency-Key must be 1 to 200 visible ASCII characters")]
+    InvalidKey,
+    #[error("Idempotency-Key was already used for a different request")]
+    KeyMismatch,
+    /// A request with the same key is still running; retry after the given time.
+    #[error("a request with this Idempotency-Key is in progress")]
+    InProgress { retry_after_ms: u64 },
+    #[error("session not found")]
+    ParentNotFound,
+    #[error("session is not in progress")]
+    ParentNotInProgress,
+    #[error("session has no owner to attach an iDenfy session to")]
+    ParentWithoutOwner,
+    #[error(transparent)]
+    Idenfy(#[from] IdenfyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Whether the intent makes a new parent or links an existing one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    NewParent,
+    ExistingParent,
+}
+
+enum Begin {
+    /// We hold the intent's claim and must finish it.
+    Claimed(CreationIntent),
+    /// It was finished before: here is its result.
+    Replay(Box<Created>),
+}
+
+impl<R, P, I, L, A, C> Sessions<R, P, I, L, A, C>
+where
+    R: RowStore,
+    P: ParentStore,
+    I: IntentStore,
+    L: RecreateLock,
+    A: IdenfyApi,
+    C: Clock,
+{
+    /// A new IN_PROGRESS parent with its iDenfy row (or a reused APPROVED row).
+    pub async fn create_session(&self, request: CreateRequest) -> Result<Created, CreateError> {
+        let key = match &request.idempotency_key {
+            Some(key) if valid_key(key) => format!("create:{key}"),
+            Some(_) => return Err(CreateError::InvalidKey),
+            None => format!("create:auto:{}", Nonce::random().as_str()),
+        };
+        let now = self.clock.now();
+        let intent = self.new_intent(key, request.sig_digest, request.flow, ParentId::generate(now));
+        match self.begin(intent).await? {
+            Begin::Replay(created) => Ok(*created),
+            Begin::Claimed(intent) => self.complete(intent, Target::NewParent).await,
+        }
+    }
+
+    /// `POST /internal/sessions/{id}/idenfy`: the iDenfy row of a parent created elsewhere,
+    /// minted at most once however often (and concurrently) this is called.
+    pub async fn ensure_idenfy_session(
+        &self,
+        raw_parent_id: &str,
+        owner: Option<SigDigest>,
+    ) -> Result<Created, CreateError> {
+        let id = ParentId::parse(raw_parent_id).map_err(|_| CreateError::ParentNotFound)?;
+        let parent = self.parents.find_any(&id).await?.ok_or(CreateError::ParentNotFound)?;
+        if let (Some(stored), Some(given)) = (&parent.sig_digest, &owner)
+            && !stored.matches(given)
+        {
+            return Err(CreateError::ParentNotFound);
+        }
+        if let Some(created) = self.linked(&parent, true).await? {
+            return Ok(created);
+        }
+        if parent.status != ParentStatus::InProgress {
+            return Err(CreateError::ParentNotInProgress);
+        }
+        let sig_digest = parent.sig_digest.clone().or(owner).ok_or(CreateError::ParentWithoutOwner)?;
+        let key = format!("link:{}:{}", parent.flow.as_str(), parent.id);
+        let intent = self.new_intent(key, sig_digest, parent.flow, parent.id.clone());
+        match self.begin(intent).await? {
+            Begin::Replay(created) => Ok(*created),
+            Begin::Claimed(intent) => self.complete(intent, Target::ExistingParent).await,
+        }
+    }
+
+    fn new_intent(&self, key: String, sig_digest: SigDigest, flow: Flow, parent_id: ParentId) -> CreationIntent {
+        let now = self.clock.now();
+        CreationIntent {
+            key,
+            sig_digest,
+            flow,
+            parent_id,
+            row_id: RowId::generate(now),
+            state: IntentState::Pending,
+            claimed_until: now + chrono_duration(self.settings.claim_ttl),
+            claim_id: Nonce::random(),
+            minted: None,
+            created_at: now,
+        }
+    }
+
+    /// Records the intent, or finds the earlier one with the same key.
+    async fn begin(&self, intent: CreationIntent) -> Result<Begin, CreateError> {
+        match self.intents.insert(&intent).await {
+            Ok(()) => return Ok(Begin::Claimed(intent)),
+            Err(StoreError::Conflict) => {}
+            Err(err) => return Err(err.into()),
+        }
+        let now = self.clock.now();
+        let Some(mut existing) = self.intents.get(&intent.key).await? else {
+            return Err(CreateError::InProgress { retry_after_ms: 100 });
+        };
+        if !existing.sig_digest.matches(&intent.sig_digest) || existing.flow != intent.flow {
+            return Err(CreateError::KeyMismatch);
+        }
+        match existing.state {
+            IntentState::Done => {
+                let created = self.result_of(&existing).await?;
+                Ok(Begin::Replay(Box::new(created)))
+            }
+            IntentState::Pending if existing.claimed_until > now => Err(CreateError::InProgress {
+                retry_after_ms: u64::try_from((existing.claimed_until - now).num_milliseconds()).unwrap_or(1000).max(1),
+            }),
+            IntentState::Pending | IntentState::Failed => {
+                let claim_id = Nonce::random();
+                let until = now + chrono_duration(self.settings.claim_ttl);
+                if self.intents.reclaim(&existing.key, &claim_id, until, now).await?.applied() {
+                    existing.claim_id = claim_id;
+                    existing.claimed_until = until;
+                    existing.state = IntentState::Pending;
+                    Ok(Begin::Claimed(existing))
+                } else {
+                    Err(CreateError::InProgress { retry_after_ms: 100 })
+                }
+            }
+        }
+    }
+
+    /// Reuse or mint, then write the row, then the parent (or its link), then mark done.
+    async fn complete(&self, intent: CreationIntent, target: Target) -> Result<Created, CreateError> {
+        let now = self.clock.now();
+        let token = match intent.minted.clone() {
+            // An earlier attempt paid for this token: use it, never mint again.
+            Some(token) => token,
+            None => {
+                if target == Target::NewParent
+                    && let Some(reusable) = self
+                        .rows
+                        .find_reusable(&intent.sig_digest, intent.flow, now - chrono_duration(self.settings.reuse_window))
+                        .await?
+                {
+                    self.insert_parent(&intent, &reusable.id).await?;
+                    let _ = self.intents.finish(&intent.key, &intent.claim_id, IntentState::Done).await?;
+                    info!(session = %intent.parent_id, row = %reusable.id, "reused a recent approved iDenfy session");
+                    return Ok(self.created(&intent.parent_id, intent.flow, &reusable, true, false));
+                }
+                self.mint_for(&intent).await?
+            }
+        };
+        let row = IdenfyRow::new(
+            intent.row_id.clone(),
+            intent.sig_digest.clone(),
+            intent.flow,
+            intent.parent_id.clone(),
+            &token,
+            now,
+        );
+        match self.rows.insert(&row).await {
+            Ok(()) | Err(StoreError::Conflict) => {}
+            Err(err) => return Err(err.into()),
+        }
+        match target {
+            Target::NewParent => self.insert_parent(&intent, &row.id).await?,
+            Target::ExistingParent => {
+                if !self.parents.link_row(intent.flow, &intent.parent_id, &row.id).await?.applied() {
+                    // Linked elsewhere meanwhile (e.g. by id-server): that link wins.
+                    warn!(session = %intent.parent_id, row = %row.id, "parent was linked to another row meanwhile");
+                    let _ = self.intents.finish(&intent.key, &intent.claim_id, IntentState::Done).await?;
+                    return self.result_of(&intent).await;
+                }
+            }
+        }
+        let _ = self.intents.finish(&intent.key, &intent.claim_id, IntentState::Done).await?;
+        info!(session = %intent.parent_id, row = %row.id, scan_ref = %row.scan_ref, "created an iDenfy session");
+        Ok(self.created(&intent.parent_id, intent.flow, &row, false, false))
+    }
+
+    async fn mint_for(&self, intent: &CreationIntent) -> Result<MintedToken, CreateError> {
+        metrics::counter!("idenfy_mints_total", "cause" => "creation").increment(1);
+        match self.idenfy.mint(&intent.parent_id).await {
+            Ok(token) => {
+                if !self.intents.record_mint(&intent.key, &intent.claim_id, &token).await?.applied() {
+                    warn!(session = %intent.parent_id, "creation claim expired while minting");
+                }
+                Ok(token)
+            }
+            Err(err) => {
+                metrics::counter!("idenfy_mint_failures_total", "class" => err.class().as_str()).increment(1);
+                warn!(session = %intent.parent_id, error = %err, "minting a token for a new session failed; nothing was written");
+                let _ = self.intents.finish(&intent.key, &intent.claim_id, IntentState::Failed).await?;
+                Err(err.into())
+            }
+        }
+    }
+
+    async fn insert_parent(&self, intent: &CreationIntent, row: &RowId) -> Result<(), StoreError> {
+        let parent = Parent {
+            id: intent.parent_id.clone(),
+            flow: intent.flow,
+            sig_digest: Some(intent.sig_digest.clone()),
+            status: ParentStatus::InProgress,
+            idenfy_session_id: Some(row.clone()),
+            failure_reason: None,
+            created_at: Some(self.clock.now()),
+        };
+        match self.parents.insert(&parent).await {
+            Ok(()) | Err(StoreError::Conflict) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The result of a finished intent, read back from the stores.
+    async fn result_of(&self, intent: &CreationIntent) -> Result<Created, CreateError> {
+        let parent = self
+            .parents
+            .get(intent.flow, &intent.parent_id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt { id: intent.key.clone(), reason: "finished intent without parent".into() })?;
+        self.linked(&parent, true).await?.ok_or_else(|| {
+            CreateError::Store(StoreError::Corrupt { id: intent.key.clone(), reason: "finished intent without row".into() })
+        })
+    }
+
+    /// The parent's linked row, if it exists.
+    async fn linked(&self, parent: &Parent, replayed: bool) -> Result<Option<Created>, StoreError> {
+        let Some(row_id) = &parent.idenfy_session_id else { return Ok(None) };
+        let Some(row) = self.rows.get(row_id).await? else { return Ok(None) };
+        Ok(Some(self.created(&parent.id, parent.flow, &row, false, replayed)))
+    }
+
+    fn created(&self, parent: &ParentId, flow: Flow, row: &IdenfyRow, reused: bool, replayed: bool) -> Created {
+        Created {
+            session_id: parent.clone(),
+            idenfy_session_id: row.id.clone(),
+            flow,
+            reused,
+            replayed,
+            idenfy: SessionView::current(row, &self.settings),
+        }
+    }
+}
+
+fn valid_key(key: &str) -> bool {
+    (1..=200).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
+}

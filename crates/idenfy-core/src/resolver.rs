@@ -1,0 +1,448 @@
+//! The resolver (PRODUCT.md §4): status with expired-session recovery.
+//!
+//! The numbered steps of the contract are marked in the code. The guard against double
+//! minting is the MongoDB claim (step 5e); the Valkey lock in front of it only saves work.
+
+use std::time::Duration;
+
+use tracing::{debug, error, info, warn};
+
+use crate::{
+    Claim, Clock, ErrorClass, IdenfyApi, IdenfyRow, IntentStore, MintFailure, Nonce, OrphanedMint,
+    ParentId, ParentStatus, ParentStore, RecreateLock, Recreated, RecreationLimits, RowId,
+    RowStore, ScanRef, SessionView, Sessions, SigDigest, StatusUpdate, StatusV2, StoreError,
+    Timestamp, VerificationStatus, reasons,
+};
+
+/// Why a resolution failed. Every business outcome is a view; only these are errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// Unknown id, malformed id, or somebody else's row: indistinguishable on purpose
+    /// (no existence oracle, W11/W30).
+    #[error("iDenfy session not found")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How a view came about (for metrics and logs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A final decision from the row, no I/O.
+    Final,
+    /// The stored in-progress state (poll not due, or a peer is polling).
+    Cached,
+    /// iDenfy was asked just now.
+    Polled,
+    /// The status call failed; the cached state is shown with `lastCheckedAt`.
+    PollFailed,
+    /// This request minted and persisted a fresh token.
+    Recovered,
+    /// A peer had already refreshed the row.
+    RecoveredByPeer,
+    /// Recovery is under way elsewhere, backing off, or just failed transiently.
+    Pending,
+    /// Nothing left to resume.
+    GaveUp,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Final => "final",
+            Self::Cached => "cached",
+            Self::Polled => "polled",
+            Self::PollFailed => "poll_failed",
+            Self::Recovered => "recovered",
+            Self::RecoveredByPeer => "recovered_by_peer",
+            Self::Pending => "pending",
+            Self::GaveUp => "gave_up",
+        }
+    }
+}
+
+/// A view plus how it came about.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resolution {
+    pub view: SessionView,
+    pub outcome: Outcome,
+}
+
+impl<R, P, I, L, A, C> Sessions<R, P, I, L, A, C>
+where
+    R: RowStore,
+    P: ParentStore,
+    I: IntentStore,
+    L: RecreateLock,
+    A: IdenfyApi,
+    C: Clock,
+{
+    /// `GET /idenfy-sessions/{id}/status`: the row's view for its owner.
+    pub async fn resolve(&self, raw_row_id: &str, caller: &SigDigest) -> Result<Resolution, ResolveError> {
+        // Step 1: owner check; every miss looks the same.
+        let id = RowId::parse(raw_row_id).map_err(|_| ResolveError::NotFound)?;
+        let row = self.rows.get(&id).await?.ok_or(ResolveError::NotFound)?;
+        if !row.sig_digest.matches(caller) {
+            return Err(ResolveError::NotFound);
+        }
+        let resolution = self.resolve_row(row).await?;
+        metrics::counter!("idenfy_resolutions_total", "outcome" => resolution.outcome.as_str()).increment(1);
+        Ok(resolution)
+    }
+
+    /// `GET /session-status/v2?sid=`: the same resolver, keyed by the parent.
+    pub async fn status_v2(&self, raw_parent_id: &str, caller: &SigDigest) -> Result<StatusV2, ResolveError> {
+        let id = ParentId::parse(raw_parent_id).map_err(|_| ResolveError::NotFound)?;
+        let parent = self.parents.find_any(&id).await?.ok_or(ResolveError::NotFound)?;
+        if let Some(owner) = &parent.sig_digest
+            && !owner.matches(caller)
+        {
+            return Err(ResolveError::NotFound);
+        }
+        let Some(row_id) = parent.idenfy_session_id else {
+            return Ok(StatusV2::from_view(id, None));
+        };
+        let row = self.rows.get(&row_id).await?.ok_or(ResolveError::NotFound)?;
+        if !row.sig_digest.matches(caller) {
+            return Err(ResolveError::NotFound);
+        }
+        let resolution = self.resolve_row(row).await?;
+        metrics::counter!("idenfy_resolutions_total", "outcome" => resolution.outcome.as_str()).increment(1);
+        Ok(StatusV2::from_view(id, Some(&resolution.view)))
+    }
+
+    /// `GET /idenfy-sessions`: the caller's recent rows, without tokens (W13).
+    pub async fn list(&self, caller: &SigDigest) -> Result<Vec<crate::ListedSession>, StoreError> {
+        let since = self.clock.now() - chrono_duration(self.settings.reuse_window);
+        let rows = self.rows.list_recent(caller, since, self.settings.list_limit).await?;
+        Ok(rows.iter().map(crate::ListedSession::from).collect())
+    }
+
+    /// Steps 2–5 for a row the caller owns.
+    pub async fn resolve_row(&self, row: IdenfyRow) -> Result<Resolution, StoreError> {
+        // Step 2: a final decision is cached for good.
+        if row.final_decision().is_some() {
+            return Ok(self.current(&row, Outcome::Final));
+        }
+        if row.gave_up() {
+            // Re-assert the parent failure: a crash between the two writes must not leave
+            // the parent IN_PROGRESS (and so unrefundable) forever.
+            if row.failure_reason.as_deref() == Some(reasons::RECREATION_LIMIT) {
+                let _ = self.parents.fail(row.flow, &row.parent_id, reasons::RECREATION_LIMIT).await?;
+            }
+            return Ok(gave_up(&row));
+        }
+        // Step 3: a known expiry goes straight to recovery.
+        if row.is_expired() {
+            return self.recover(row).await;
+        }
+        // Step 4: reconcile, do not poll.
+        let now = self.clock.now();
+        let due_before = self.poll_due_before(&row, now);
+        if row.last_polled_at.is_none_or(|t| t < due_before) {
+            if self.rows.claim_poll(&row.id, &row.scan_ref, due_before, now).await?.applied() {
+                return self.poll(row).await;
+            }
+            // A peer is polling, or the row moved on since our read: trust the store, not
+            // the snapshot.
+            debug!(row = %row.id, "status poll claimed by a peer");
+            let Some(fresh) = self.rows.get(&row.id).await? else {
+                return Err(StoreError::Corrupt { id: row.id.to_string(), reason: "row vanished".into() });
+            };
+            if fresh.scan_ref != row.scan_ref || fresh.is_expired() || fresh.final_decision().is_some() {
+                return self.after_race(&row.id, &row.scan_ref).await;
+            }
+            return Ok(self.cached_or_pending(&fresh, now));
+        }
+        Ok(self.cached_or_pending(&row, now))
+    }
+
+    /// The stored in-progress state, unless its token is past expiry (a peer is checking
+    /// it): a stale token is never handed out.
+    fn cached_or_pending(&self, row: &IdenfyRow, now: Timestamp) -> Resolution {
+        if row.token_expires_at.is_some_and(|t| t <= now) && !row.verification_status.as_ref().is_some_and(VerificationStatus::is_decision) {
+            return self.pending(row, self.settings.pending_retry_after);
+        }
+        self.current(row, Outcome::Cached)
+    }
+
+
+    /// A poll is due when the last one is older than the interval, or older than the
+    /// token's expiry once that has passed.
+    fn poll_due_before(&self, row: &IdenfyRow, now: Timestamp) -> Timestamp {
+        let by_interval = now - chrono_duration(self.settings.poll_interval);
+        match row.token_expires_at {
+            Some(expiry) if expiry <= now => by_interval.max(expiry),
+            _ => by_interval,
+        }
+    }
+
+    /// Step 4 after winning the poll claim: one `/api/v2/status` call, written back
+    /// conditionally on the polled scanRef.
+    async fn poll(&self, row: IdenfyRow) -> Result<Resolution, StoreError> {
+        let report = match self.idenfy.status(&row.scan_ref).await {
+            Ok(report) => report,
+            Err(err) => {
+                // W34: show what we have and say how old it is, never an error page.
+                warn!(row = %row.id, scan_ref = %row.scan_ref, error = %err, "status poll failed; serving the cached view");
+                metrics::counter!("idenfy_status_polls_total", "outcome" => "error").increment(1);
+                let mut resolution = self.current(&row, Outcome::PollFailed);
+                if row.token_expires_at.is_some_and(|t| t <= self.clock.now()) {
+                    resolution = self.pending(&row, self.settings.pending_retry_after);
+                }
+                resolution.view.last_checked_at = row.last_checked_at;
+                return Ok(resolution);
+            }
+        };
+        metrics::counter!("idenfy_status_polls_total", "outcome" => "ok").increment(1);
+        let now = self.clock.now();
+        if report.status.is_expiry() {
+            // The EXPIRED marker, conditional on the scanRef we polled (W3).
+            if self.rows.mark_expired(&row.id, &row.scan_ref, now).await?.applied() {
+                let mut expired = row;
+                expired.verification_status = Some(VerificationStatus::Expired);
+                return self.recover(expired).await;
+            }
+            return self.after_race(&row.id, &row.scan_ref).await;
+        }
+        let update = StatusUpdate {
+            is_final: report.status.is_decision(),
+            row_status: report.status.decided_row_status(),
+            failure_reason: report.status.failure_reason().map(str::to_owned),
+            checked_at: Some(now),
+            status: report.status,
+        };
+        match self.rows.apply_status(&row.id, &row.scan_ref, &update, now).await? {
+            Some(updated) => {
+                self.propagate_denial(&updated).await?;
+                Ok(self.current(&updated, Outcome::Polled))
+            }
+            None => self.after_race(&row.id, &row.scan_ref).await,
+        }
+    }
+
+    /// A final DENIED fails every IN_PROGRESS parent linked to the row (idempotent).
+    pub(crate) async fn propagate_denial(&self, row: &IdenfyRow) -> Result<(), StoreError> {
+        if row.final_decision() == Some(&VerificationStatus::Denied) {
+            let failed = self.parents.fail_all_linked(&row.id, reasons::DENIED).await?;
+            if failed > 0 {
+                info!(row = %row.id, parents = failed, "denied verification failed its parent sessions");
+            }
+        }
+        Ok(())
+    }
+
+    /// A conditional write missed: somebody changed the row. Show what it is now, without
+    /// polling again; recover if it is expired.
+    async fn after_race(&self, id: &RowId, polled: &ScanRef) -> Result<Resolution, StoreError> {
+        let Some(row) = self.rows.get(id).await? else {
+            return Err(StoreError::Corrupt { id: id.to_string(), reason: "row vanished".into() });
+        };
+        if row.is_expired() && !row.gave_up() && row.final_decision().is_none() {
+            return self.recover(row).await;
+        }
+        Ok(self.classify(&row, polled))
+    }
+
+    /// Step 5: recover an expired row.
+    async fn recover(&self, row: IdenfyRow) -> Result<Resolution, StoreError> {
+        let now = self.clock.now();
+        // 5a: only a paid, unfinished parent is resumed (W18).
+        let parent = self.parents.get(row.flow, &row.parent_id).await?;
+        if !parent.as_ref().is_some_and(|p| p.status == ParentStatus::InProgress) {
+            debug!(row = %row.id, "expired row whose parent is not in progress: nothing to resume");
+            return Ok(gave_up(&row));
+        }
+        // 5b: cap (and the error budget) → give up for good, parent refundable (W19).
+        if row.recreation_count >= self.settings.recreation_cap
+            || row.mint_attempts >= self.settings.max_mint_attempts
+        {
+            return self.give_up(&row).await;
+        }
+        // 5c: back-off after a failed mint.
+        if let Some(next) = row.recreation.next_attempt_at
+            && next > now
+        {
+            return Ok(self.pending(&row, to_std(next - now)));
+        }
+        // A live claim elsewhere: do not even touch the lock.
+        if let Some(claim) = &row.recreation.claim
+            && claim.claimed_until > now
+        {
+            return Ok(self.pending(&row, self.settings.pending_retry_after));
+        }
+        // 5d: the lock saves work; losing it means a peer is minting.
+        let guard = match self.lock.acquire(&row.id, self.settings.lock_ttl).await {
+            Ok(Some(guard)) => {
+                metrics::counter!("idenfy_recreate_lock_total", "outcome" => "won").increment(1);
+                Some(guard)
+            }
+            Ok(None) => {
+                metrics::counter!("idenfy_recreate_lock_total", "outcome" => "lost").increment(1);
+                return self.reread_and_classify(&row.id, &row.scan_ref).await;
+            }
+            Err(err) => {
+                // W9: the claim below is the guard; Valkey trouble only costs efficiency.
+                warn!(row = %row.id, error = %err, "recreate lock unavailable; relying on the store claim");
+                metrics::counter!("idenfy_recreate_lock_total", "outcome" => "unavailable").increment(1);
+                None
+            }
+        };
+        let result = self.claim_and_mint(&row).await;
+        // 5h: releasing never changes the outcome.
+        if let Some(guard) = guard {
+            match self.lock.release(&guard).await {
+                Ok(true) => {}
+                Ok(false) => warn!(row = %row.id, "recreate lock had expired before release"),
+                Err(err) => warn!(row = %row.id, error = %err, "recreate lock release failed"),
+            }
+        }
+        result
+    }
+
+    /// Steps 5e–5g.
+    async fn claim_and_mint(&self, row: &IdenfyRow) -> Result<Resolution, StoreError> {
+        let now = self.clock.now();
+        let claim = Claim {
+            claim_id: Nonce::random(),
+            claimed_until: now + chrono_duration(self.settings.claim_ttl),
+        };
+        let limits = RecreationLimits {
+            cap: self.settings.recreation_cap,
+            max_attempts: self.settings.max_mint_attempts,
+        };
+        // 5e: the claim is the real guard (W2, W4, W5).
+        if !self.rows.claim_recreation(&row.id, &row.scan_ref, limits, &claim, now).await?.applied() {
+            return self.reread_and_classify(&row.id, &row.scan_ref).await;
+        }
+        // 5f: mint for the same paid parent (no new payment).
+        metrics::counter!("idenfy_mints_total", "cause" => "recovery").increment(1);
+        let token = match self.idenfy.mint(&row.parent_id).await {
+            Ok(token) => token,
+            Err(err) => {
+                let class = err.class();
+                metrics::counter!("idenfy_mint_failures_total", "class" => class.as_str()).increment(1);
+                if class == ErrorClass::Money {
+                    error!(row = %row.id, error = %err, "iDenfy refused to mint for lack of credit: operator action needed");
+                } else {
+                    warn!(row = %row.id, error = %err, "minting a replacement token failed; backing off");
+                }
+                let delay = self.settings.backoff(row.recreation.consecutive_failures + 1);
+                let failure = MintFailure {
+                    last_error: match &err.identifier {
+                        Some(id) => format!("{}: {id}", err.kind.as_str()),
+                        None => err.kind.as_str().to_owned(),
+                    },
+                    next_attempt_at: self.clock.now() + chrono_duration(delay),
+                };
+                let _ = self.rows.release_claim(&row.id, &claim.claim_id, &failure, self.clock.now()).await?;
+                return Ok(self.pending(row, delay));
+            }
+        };
+        // 5g: persist only while our claim still stands.
+        let recreated = Recreated {
+            token: token.clone(),
+            old_minted_at: row.token_minted_at,
+            old_status: row.verification_status.clone(),
+        };
+        let persisted = self
+            .rows
+            .persist_recreation(&row.id, &row.scan_ref, &claim.claim_id, &recreated, self.clock.now())
+            .await;
+        match persisted {
+            Ok(write) if write.applied() => {
+                info!(row = %row.id, old_scan_ref = %row.scan_ref, scan_ref = %token.scan_ref, "recovered an expired iDenfy session");
+                let mut fresh = row.clone();
+                fresh.auth_token = token.auth_token;
+                fresh.scan_ref = token.scan_ref;
+                fresh.token_minted_at = Some(token.minted_at);
+                fresh.token_expires_at = token.expires_at;
+                fresh.verification_status = None;
+                fresh.failure_reason = None;
+                fresh.is_final = false;
+                fresh.status = crate::RowStatus::InProgress;
+                fresh.recreation_count += 1;
+                fresh.last_checked_at = None;
+                Ok(self.current(&fresh, Outcome::Recovered))
+            }
+            Ok(_) => {
+                warn!(row = %row.id, scan_ref = %token.scan_ref, "claim lost before persisting; recording the orphaned mint");
+                self.record_orphan(&row.id, &token.scan_ref, token.minted_at).await;
+                self.reread_and_classify(&row.id, &row.scan_ref).await
+            }
+            Err(err) => {
+                self.record_orphan(&row.id, &token.scan_ref, token.minted_at).await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn record_orphan(&self, id: &RowId, scan_ref: &ScanRef, minted_at: Timestamp) {
+        metrics::counter!("idenfy_orphaned_mints_total").increment(1);
+        let orphan = OrphanedMint { scan_ref: scan_ref.clone(), minted_at };
+        if let Err(err) = self.rows.record_orphaned_mint(id, &orphan).await {
+            error!(row = %id, scan_ref = %scan_ref, error = %err, "could not record an orphaned mint");
+        }
+    }
+
+    /// Step 5b: mark the row failed and the parent VERIFICATION_FAILED.
+    async fn give_up(&self, row: &IdenfyRow) -> Result<Resolution, StoreError> {
+        let now = self.clock.now();
+        if !self.rows.give_up(&row.id, &row.scan_ref, reasons::RECREATION_LIMIT, now).await?.applied() {
+            return self.reread_and_classify(&row.id, &row.scan_ref).await;
+        }
+        let _ = self.parents.fail(row.flow, &row.parent_id, reasons::RECREATION_LIMIT).await?;
+        warn!(row = %row.id, recreations = row.recreation_count, attempts = row.mint_attempts, "recreation limit reached; gave up and failed the parent");
+        metrics::counter!("idenfy_gave_up_total").increment(1);
+        let mut failed = row.clone();
+        failed.status = crate::RowStatus::Failed;
+        failed.failure_reason = Some(reasons::RECREATION_LIMIT.to_owned());
+        Ok(gave_up(&failed))
+    }
+
+    async fn reread_and_classify(&self, id: &RowId, old: &ScanRef) -> Result<Resolution, StoreError> {
+        match self.rows.get(id).await? {
+            Some(row) => Ok(self.classify(&row, old)),
+            None => Err(StoreError::Corrupt { id: id.to_string(), reason: "row vanished".into() }),
+        }
+    }
+
+    /// How a re-read row looks to someone who did not (or could not) recover it (W4).
+    fn classify(&self, row: &IdenfyRow, old: &ScanRef) -> Resolution {
+        if row.final_decision().is_some() {
+            return self.current(row, Outcome::Final);
+        }
+        if row.gave_up() {
+            return gave_up(row);
+        }
+        if row.is_expired() {
+            let retry = match &row.recreation.next_attempt_at {
+                Some(next) if *next > self.clock.now() => to_std(*next - self.clock.now()),
+                _ => self.settings.pending_retry_after,
+            };
+            return self.pending(row, retry);
+        }
+        let outcome = if &row.scan_ref == old { Outcome::Cached } else { Outcome::RecoveredByPeer };
+        self.current(row, outcome)
+    }
+
+    fn current(&self, row: &IdenfyRow, outcome: Outcome) -> Resolution {
+        Resolution { view: SessionView::current(row, &self.settings), outcome }
+    }
+
+    fn pending(&self, row: &IdenfyRow, retry_after: Duration) -> Resolution {
+        Resolution { view: SessionView::pending(row, retry_after), outcome: Outcome::Pending }
+    }
+}
+
+fn gave_up(row: &IdenfyRow) -> Resolution {
+    Resolution { view: SessionView::gave_up(row), outcome: Outcome::GaveUp }
+}
+
+pub(crate) fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+fn to_std(d: chrono::Duration) -> Duration {
+    d.to_std().unwrap_or(Duration::ZERO)
+}

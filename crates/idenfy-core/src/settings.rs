@@ -1,0 +1,97 @@
+//! Tunables of the service and the webhook signing key.
+
+use std::{fmt, time::Duration};
+
+use crate::Environment;
+
+/// Behaviour settings of one environment's [`crate::Sessions`]. Defaults follow PRODUCT.md.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub environment: Environment,
+    /// Minimum time between two `/api/v2/status` calls for one row (default 15 s).
+    pub poll_interval: Duration,
+    /// Max persisted recreations per row (default 10).
+    pub recreation_cap: u32,
+    /// Max token calls ever started for one row, billed or not (default 30): the error
+    /// budget that turns endless mint failures into a refundable failure.
+    pub max_mint_attempts: u32,
+    /// TTL of the Valkey recreate lock (default 30 s).
+    pub lock_ttl: Duration,
+    /// How long a MongoDB recreation claim (and a creation intent) is held (default 60 s);
+    /// longer than a token call can take.
+    pub claim_ttl: Duration,
+    /// First back-off after a failed mint (default 2 s); doubles per failure.
+    pub backoff_base: Duration,
+    /// Longest back-off (default 5 min).
+    pub backoff_max: Duration,
+    /// `retryAfterMs` of a pending view when nothing better is known (default 1 s).
+    pub pending_retry_after: Duration,
+    /// Window for reusing an APPROVED row and for listing (default 5 days).
+    pub reuse_window: Duration,
+    /// Rows listed by `GET /idenfy-sessions` (default 10).
+    pub list_limit: u32,
+    /// Base of the hosted-UI link (`<base>/api/v2/redirect?authToken=`).
+    pub redirect_base: String,
+    /// HMAC key of this environment's webhooks.
+    pub webhook_key: WebhookKey,
+}
+
+impl Settings {
+    pub fn new(environment: Environment, redirect_base: impl Into<String>, webhook_key: WebhookKey) -> Self {
+        Self {
+            environment,
+            poll_interval: Duration::from_secs(15),
+            recreation_cap: 10,
+            max_mint_attempts: 30,
+            lock_ttl: Duration::from_secs(30),
+            claim_ttl: Duration::from_secs(60),
+            backoff_base: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(300),
+            pending_retry_after: Duration::from_secs(1),
+            reuse_window: Duration::from_secs(5 * 24 * 3600),
+            list_limit: 10,
+            redirect_base: redirect_base.into().trim_end_matches('/').to_owned(),
+            webhook_key,
+        }
+    }
+
+    /// Back-off after `failures` consecutive failed mints: base·2^(n−1), capped.
+    pub fn backoff(&self, failures: u32) -> Duration {
+        let exp = failures.saturating_sub(1).min(20);
+        self.backoff_base.saturating_mul(1u32 << exp).min(self.backoff_max)
+    }
+}
+
+/// The webhook signing key; `Debug` never shows it.
+#[derive(Clone)]
+pub struct WebhookKey(Vec<u8>);
+
+impl WebhookKey {
+    pub fn new(key: impl Into<Vec<u8>>) -> Self {
+        Self(key.into())
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for WebhookKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WebhookKey([redacted])")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let s = Settings::new(Environment::Live, "http://x", WebhookKey::new("k"));
+        assert_eq!(s.backoff(1), Duration::from_secs(2));
+        assert_eq!(s.backoff(2), Duration::from_secs(4));
+        assert_eq!(s.backoff(5), Duration::from_secs(32));
+        assert_eq!(s.backoff(40), Duration::from_secs(300));
+    }
+}
