@@ -69,7 +69,7 @@ enum Target {
 
 enum Begin {
     /// We hold the intent's claim and must finish it.
-    Claimed(CreationIntent),
+    Claimed(Box<CreationIntent>),
     /// It was finished before: here is its result.
     Replay(Box<Created>),
 }
@@ -91,10 +91,15 @@ where
             None => format!("create:auto:{}", Nonce::random().as_str()),
         };
         let now = self.clock.now();
-        let intent = self.new_intent(key, request.sig_digest, request.flow, ParentId::generate(now));
+        let intent = self.new_intent(
+            key,
+            request.sig_digest,
+            request.flow,
+            ParentId::generate(now),
+        );
         match self.begin(intent).await? {
             Begin::Replay(created) => Ok(*created),
-            Begin::Claimed(intent) => self.complete(intent, Target::NewParent).await,
+            Begin::Claimed(intent) => self.complete(*intent, Target::NewParent).await,
         }
     }
 
@@ -106,7 +111,11 @@ where
         owner: Option<SigDigest>,
     ) -> Result<Created, CreateError> {
         let id = ParentId::parse(raw_parent_id).map_err(|_| CreateError::ParentNotFound)?;
-        let parent = self.parents.find_any(&id).await?.ok_or(CreateError::ParentNotFound)?;
+        let parent = self
+            .parents
+            .find_any(&id)
+            .await?
+            .ok_or(CreateError::ParentNotFound)?;
         if let (Some(stored), Some(given)) = (&parent.sig_digest, &owner)
             && !stored.matches(given)
         {
@@ -118,16 +127,26 @@ where
         if parent.status != ParentStatus::InProgress {
             return Err(CreateError::ParentNotInProgress);
         }
-        let sig_digest = parent.sig_digest.clone().or(owner).ok_or(CreateError::ParentWithoutOwner)?;
+        let sig_digest = parent
+            .sig_digest
+            .clone()
+            .or(owner)
+            .ok_or(CreateError::ParentWithoutOwner)?;
         let key = format!("link:{}:{}", parent.flow.as_str(), parent.id);
         let intent = self.new_intent(key, sig_digest, parent.flow, parent.id.clone());
         match self.begin(intent).await? {
             Begin::Replay(created) => Ok(*created),
-            Begin::Claimed(intent) => self.complete(intent, Target::ExistingParent).await,
+            Begin::Claimed(intent) => self.complete(*intent, Target::ExistingParent).await,
         }
     }
 
-    fn new_intent(&self, key: String, sig_digest: SigDigest, flow: Flow, parent_id: ParentId) -> CreationIntent {
+    fn new_intent(
+        &self,
+        key: String,
+        sig_digest: SigDigest,
+        flow: Flow,
+        parent_id: ParentId,
+    ) -> CreationIntent {
         let now = self.clock.now();
         CreationIntent {
             key,
@@ -146,13 +165,15 @@ where
     /// Records the intent, or finds the earlier one with the same key.
     async fn begin(&self, intent: CreationIntent) -> Result<Begin, CreateError> {
         match self.intents.insert(&intent).await {
-            Ok(()) => return Ok(Begin::Claimed(intent)),
+            Ok(()) => return Ok(Begin::Claimed(Box::new(intent))),
             Err(StoreError::Conflict) => {}
             Err(err) => return Err(err.into()),
         }
         let now = self.clock.now();
         let Some(mut existing) = self.intents.get(&intent.key).await? else {
-            return Err(CreateError::InProgress { retry_after_ms: 100 });
+            return Err(CreateError::InProgress {
+                retry_after_ms: 100,
+            });
         };
         if !existing.sig_digest.matches(&intent.sig_digest) || existing.flow != intent.flow {
             return Err(CreateError::KeyMismatch);
@@ -163,25 +184,38 @@ where
                 Ok(Begin::Replay(Box::new(created)))
             }
             IntentState::Pending if existing.claimed_until > now => Err(CreateError::InProgress {
-                retry_after_ms: u64::try_from((existing.claimed_until - now).num_milliseconds()).unwrap_or(1000).max(1),
+                retry_after_ms: u64::try_from((existing.claimed_until - now).num_milliseconds())
+                    .unwrap_or(1000)
+                    .max(1),
             }),
             IntentState::Pending | IntentState::Failed => {
                 let claim_id = Nonce::random();
                 let until = now + chrono_duration(self.settings.claim_ttl);
-                if self.intents.reclaim(&existing.key, &claim_id, until, now).await?.applied() {
+                if self
+                    .intents
+                    .reclaim(&existing.key, &claim_id, until, now)
+                    .await?
+                    .applied()
+                {
                     existing.claim_id = claim_id;
                     existing.claimed_until = until;
                     existing.state = IntentState::Pending;
-                    Ok(Begin::Claimed(existing))
+                    Ok(Begin::Claimed(Box::new(existing)))
                 } else {
-                    Err(CreateError::InProgress { retry_after_ms: 100 })
+                    Err(CreateError::InProgress {
+                        retry_after_ms: 100,
+                    })
                 }
             }
         }
     }
 
     /// Reuse or mint, then write the row, then the parent (or its link), then mark done.
-    async fn complete(&self, intent: CreationIntent, target: Target) -> Result<Created, CreateError> {
+    async fn complete(
+        &self,
+        intent: CreationIntent,
+        target: Target,
+    ) -> Result<Created, CreateError> {
         let now = self.clock.now();
         let token = match intent.minted.clone() {
             // An earlier attempt paid for this token: use it, never mint again.
@@ -190,13 +224,26 @@ where
                 if target == Target::NewParent
                     && let Some(reusable) = self
                         .rows
-                        .find_reusable(&intent.sig_digest, intent.flow, now - chrono_duration(self.settings.reuse_window))
+                        .find_reusable(
+                            &intent.sig_digest,
+                            intent.flow,
+                            now - chrono_duration(self.settings.reuse_window),
+                        )
                         .await?
                 {
                     self.insert_parent(&intent, &reusable.id).await?;
-                    let _ = self.intents.finish(&intent.key, &intent.claim_id, IntentState::Done).await?;
+                    let _ = self
+                        .intents
+                        .finish(&intent.key, &intent.claim_id, IntentState::Done)
+                        .await?;
                     info!(session = %intent.parent_id, row = %reusable.id, "reused a recent approved iDenfy session");
-                    return Ok(self.created(&intent.parent_id, intent.flow, &reusable, true, false));
+                    return Ok(self.created(
+                        &intent.parent_id,
+                        intent.flow,
+                        &reusable,
+                        true,
+                        false,
+                    ));
                 }
                 self.mint_for(&intent).await?
             }
@@ -216,15 +263,26 @@ where
         match target {
             Target::NewParent => self.insert_parent(&intent, &row.id).await?,
             Target::ExistingParent => {
-                if !self.parents.link_row(intent.flow, &intent.parent_id, &row.id).await?.applied() {
+                if !self
+                    .parents
+                    .link_row(intent.flow, &intent.parent_id, &row.id)
+                    .await?
+                    .applied()
+                {
                     // Linked elsewhere meanwhile (e.g. by id-server): that link wins.
                     warn!(session = %intent.parent_id, row = %row.id, "parent was linked to another row meanwhile");
-                    let _ = self.intents.finish(&intent.key, &intent.claim_id, IntentState::Done).await?;
+                    let _ = self
+                        .intents
+                        .finish(&intent.key, &intent.claim_id, IntentState::Done)
+                        .await?;
                     return self.result_of(&intent).await;
                 }
             }
         }
-        let _ = self.intents.finish(&intent.key, &intent.claim_id, IntentState::Done).await?;
+        let _ = self
+            .intents
+            .finish(&intent.key, &intent.claim_id, IntentState::Done)
+            .await?;
         info!(session = %intent.parent_id, row = %row.id, scan_ref = %row.scan_ref, "created an iDenfy session");
         Ok(self.created(&intent.parent_id, intent.flow, &row, false, false))
     }
@@ -233,15 +291,24 @@ where
         metrics::counter!("idenfy_mints_total", "cause" => "creation").increment(1);
         match self.idenfy.mint(&intent.parent_id).await {
             Ok(token) => {
-                if !self.intents.record_mint(&intent.key, &intent.claim_id, &token).await?.applied() {
+                if !self
+                    .intents
+                    .record_mint(&intent.key, &intent.claim_id, &token)
+                    .await?
+                    .applied()
+                {
                     warn!(session = %intent.parent_id, "creation claim expired while minting");
                 }
                 Ok(token)
             }
             Err(err) => {
-                metrics::counter!("idenfy_mint_failures_total", "class" => err.class().as_str()).increment(1);
+                metrics::counter!("idenfy_mint_failures_total", "class" => err.class().as_str())
+                    .increment(1);
                 warn!(session = %intent.parent_id, error = %err, "minting a token for a new session failed; nothing was written");
-                let _ = self.intents.finish(&intent.key, &intent.claim_id, IntentState::Failed).await?;
+                let _ = self
+                    .intents
+                    .finish(&intent.key, &intent.claim_id, IntentState::Failed)
+                    .await?;
                 Err(err.into())
             }
         }
@@ -269,20 +336,43 @@ where
             .parents
             .get(intent.flow, &intent.parent_id)
             .await?
-            .ok_or_else(|| StoreError::Corrupt { id: intent.key.clone(), reason: "finished intent without parent".into() })?;
+            .ok_or_else(|| StoreError::Corrupt {
+                id: intent.key.clone(),
+                reason: "finished intent without parent".into(),
+            })?;
         self.linked(&parent, true).await?.ok_or_else(|| {
-            CreateError::Store(StoreError::Corrupt { id: intent.key.clone(), reason: "finished intent without row".into() })
+            CreateError::Store(StoreError::Corrupt {
+                id: intent.key.clone(),
+                reason: "finished intent without row".into(),
+            })
         })
     }
 
     /// The parent's linked row, if it exists.
     async fn linked(&self, parent: &Parent, replayed: bool) -> Result<Option<Created>, StoreError> {
-        let Some(row_id) = &parent.idenfy_session_id else { return Ok(None) };
-        let Some(row) = self.rows.get(row_id).await? else { return Ok(None) };
-        Ok(Some(self.created(&parent.id, parent.flow, &row, false, replayed)))
+        let Some(row_id) = &parent.idenfy_session_id else {
+            return Ok(None);
+        };
+        let Some(row) = self.rows.get(row_id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(self.created(
+            &parent.id,
+            parent.flow,
+            &row,
+            false,
+            replayed,
+        )))
     }
 
-    fn created(&self, parent: &ParentId, flow: Flow, row: &IdenfyRow, reused: bool, replayed: bool) -> Created {
+    fn created(
+        &self,
+        parent: &ParentId,
+        flow: Flow,
+        row: &IdenfyRow,
+        reused: bool,
+        replayed: bool,
+    ) -> Created {
         Created {
             session_id: parent.clone(),
             idenfy_session_id: row.id.clone(),

@@ -195,8 +195,9 @@ impl Nonce {
 }
 
 impl fmt::Debug for Nonce {
+    /// Only a prefix: enough to correlate in logs, not enough to forge a release.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Nonce({})", self.0)
+        write!(f, "Nonce({}…)", self.0.get(..6).unwrap_or_default())
     }
 }
 
@@ -208,7 +209,13 @@ mod tests {
     fn object_ids_accept_24_hex_and_normalise_case() {
         let id = RowId::parse("65A1B2C3D4E5F60718293A4B").expect("valid");
         assert_eq!(id.as_str(), "65a1b2c3d4e5f60718293a4b");
-        for bad in ["", "xyz", "65a1b2c3d4e5f60718293a4", "65a1b2c3d4e5f60718293a4bz", "65a1b2c3d4e5f60718293a4g"] {
+        for bad in [
+            "",
+            "xyz",
+            "65a1b2c3d4e5f60718293a4",
+            "65a1b2c3d4e5f60718293a4bz",
+            "65a1b2c3d4e5f60718293a4g",
+        ] {
             assert!(RowId::parse(bad).is_err(), "{bad:?} must be rejected");
         }
     }
@@ -232,6 +239,9 @@ mod tests {
         for bad in ["", "   ", "a,b", "abc, def"] {
             assert!(SigDigest::parse(bad).is_none(), "{bad:?}");
         }
-        assert!(SigDigest::parse(" abc ").is_some(), "value is not trimmed, like id-server");
+        assert!(
+            SigDigest::parse(" abc ").is_some(),
+            "value is not trimmed, like id-server"
+        );
     }
 }

@@ -61,7 +61,23 @@ where
     A: IdenfyApi,
     C: Clock,
 {
-    pub fn new(rows: R, parents: P, intents: I, lock: L, idenfy: A, clock: C, settings: Settings) -> Self {
-        Self { rows, parents, intents, lock, idenfy, clock, settings }
+    pub fn new(
+        rows: R,
+        parents: P,
+        intents: I,
+        lock: L,
+        idenfy: A,
+        clock: C,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            rows,
+            parents,
+            intents,
+            lock,
+            idenfy,
+            clock,
+            settings,
+        }
     }
 }

@@ -84,11 +84,11 @@ impl IdenfyRow {
             .filter(|status| self.is_final && status.is_decision())
     }
 
-    /// The iDenfy token of the current scanRef is known to be expired.
+    /// The EXPIRED marker is set: the current token is known to be expired. Exactly
+    /// `EXPIRED` (what the claim matches on); other expiry values that reach a row some
+    /// other way are re-polled and then marked.
     pub fn is_expired(&self) -> bool {
-        self.verification_status
-            .as_ref()
-            .is_some_and(VerificationStatus::is_expiry)
+        self.verification_status == Some(VerificationStatus::Expired)
     }
 
     /// Recovery gave up for good (cap reached or attempts exhausted).

@@ -83,7 +83,8 @@ pub struct MintFailure {
 /// does not hold. Writes MUST be field-level: fields the model does not know survive.
 pub trait RowStore: Send + Sync + 'static {
     /// The row with this id, or `None`.
-    fn get(&self, id: &RowId) -> impl Future<Output = Result<Option<IdenfyRow>, StoreError>> + Send;
+    fn get(&self, id: &RowId)
+    -> impl Future<Output = Result<Option<IdenfyRow>, StoreError>> + Send;
 
     /// The row whose CURRENT scanRef is `scan_ref`.
     fn find_by_scan_ref(
@@ -243,7 +244,10 @@ pub trait ParentStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<Parent>, StoreError>> + Send;
 
     /// Looks in the gov-id collection first, then clean-hands (as `/session-status/v2` does).
-    fn find_any(&self, id: &ParentId) -> impl Future<Output = Result<Option<Parent>, StoreError>> + Send;
+    fn find_any(
+        &self,
+        id: &ParentId,
+    ) -> impl Future<Output = Result<Option<Parent>, StoreError>> + Send;
 
     /// Inserts a new parent. MUST return `Conflict` when the id exists.
     fn insert(&self, parent: &Parent) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -276,9 +280,15 @@ pub trait ParentStore: Send + Sync + 'static {
 /// Creation intents of one environment (idempotent session creation, PRODUCT.md §6).
 pub trait IntentStore: Send + Sync + 'static {
     /// Inserts a new intent. MUST return `Conflict` when the key exists.
-    fn insert(&self, intent: &CreationIntent) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn insert(
+        &self,
+        intent: &CreationIntent,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    fn get(&self, key: &str) -> impl Future<Output = Result<Option<CreationIntent>, StoreError>> + Send;
+    fn get(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<CreationIntent>, StoreError>> + Send;
 
     /// Takes over an intent for a new attempt. Condition: `key`, and state `Failed`, or
     /// state `Pending` with `claimedUntil` earlier than `now`. Sets state `Pending`,
@@ -326,7 +336,9 @@ pub struct LockGuard {
 
 impl fmt::Debug for LockGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LockGuard").field("row", &self.row).finish_non_exhaustive()
+        f.debug_struct("LockGuard")
+            .field("row", &self.row)
+            .finish_non_exhaustive()
     }
 }
 
@@ -397,9 +409,10 @@ impl IdenfyErrorKind {
                 ErrorClass::Transient
             }
             Self::Money => ErrorClass::Money,
-            Self::Unauthorized | Self::NotFound | Self::InvalidRequest | Self::UnexpectedPayload => {
-                ErrorClass::Permanent
-            }
+            Self::Unauthorized
+            | Self::NotFound
+            | Self::InvalidRequest
+            | Self::UnexpectedPayload => ErrorClass::Permanent,
         }
     }
 
@@ -434,7 +447,13 @@ pub struct IdenfyError {
 
 impl IdenfyError {
     pub fn new(kind: IdenfyErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, http_status: None, identifier: None, message: message.into(), source: None }
+        Self {
+            kind,
+            http_status: None,
+            identifier: None,
+            message: message.into(),
+            source: None,
+        }
     }
 
     pub fn class(&self) -> ErrorClass {
@@ -452,11 +471,17 @@ pub struct StatusReport {
 /// The iDenfy API of one environment (its credentials are the implementation's business).
 pub trait IdenfyApi: Send + Sync + 'static {
     /// `POST /api/v2/token` for `client_id`. MUST NOT retry: every call may bill a credit.
-    fn mint(&self, client_id: &ParentId) -> impl Future<Output = Result<MintedToken, IdenfyError>> + Send;
+    fn mint(
+        &self,
+        client_id: &ParentId,
+    ) -> impl Future<Output = Result<MintedToken, IdenfyError>> + Send;
 
     /// `POST /api/v2/status`. MUST fail with `UnexpectedPayload` when the echoed scanRef
     /// differs or no status is present.
-    fn status(&self, scan_ref: &ScanRef) -> impl Future<Output = Result<StatusReport, IdenfyError>> + Send;
+    fn status(
+        &self,
+        scan_ref: &ScanRef,
+    ) -> impl Future<Output = Result<StatusReport, IdenfyError>> + Send;
 
     /// `POST /api/v2/data`: the document fields (flat, whether iDenfy sent them flat or
     /// nested under `data`).

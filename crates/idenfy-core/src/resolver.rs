@@ -78,7 +78,11 @@ where
     C: Clock,
 {
     /// `GET /idenfy-sessions/{id}/status`: the row's view for its owner.
-    pub async fn resolve(&self, raw_row_id: &str, caller: &SigDigest) -> Result<Resolution, ResolveError> {
+    pub async fn resolve(
+        &self,
+        raw_row_id: &str,
+        caller: &SigDigest,
+    ) -> Result<Resolution, ResolveError> {
         // Step 1: owner check; every miss looks the same.
         let id = RowId::parse(raw_row_id).map_err(|_| ResolveError::NotFound)?;
         let row = self.rows.get(&id).await?.ok_or(ResolveError::NotFound)?;
@@ -86,14 +90,23 @@ where
             return Err(ResolveError::NotFound);
         }
         let resolution = self.resolve_row(row).await?;
-        metrics::counter!("idenfy_resolutions_total", "outcome" => resolution.outcome.as_str()).increment(1);
+        metrics::counter!("idenfy_resolutions_total", "outcome" => resolution.outcome.as_str())
+            .increment(1);
         Ok(resolution)
     }
 
     /// `GET /session-status/v2?sid=`: the same resolver, keyed by the parent.
-    pub async fn status_v2(&self, raw_parent_id: &str, caller: &SigDigest) -> Result<StatusV2, ResolveError> {
+    pub async fn status_v2(
+        &self,
+        raw_parent_id: &str,
+        caller: &SigDigest,
+    ) -> Result<StatusV2, ResolveError> {
         let id = ParentId::parse(raw_parent_id).map_err(|_| ResolveError::NotFound)?;
-        let parent = self.parents.find_any(&id).await?.ok_or(ResolveError::NotFound)?;
+        let parent = self
+            .parents
+            .find_any(&id)
+            .await?
+            .ok_or(ResolveError::NotFound)?;
         if let Some(owner) = &parent.sig_digest
             && !owner.matches(caller)
         {
@@ -102,19 +115,27 @@ where
         let Some(row_id) = parent.idenfy_session_id else {
             return Ok(StatusV2::from_view(id, None));
         };
-        let row = self.rows.get(&row_id).await?.ok_or(ResolveError::NotFound)?;
+        let row = self
+            .rows
+            .get(&row_id)
+            .await?
+            .ok_or(ResolveError::NotFound)?;
         if !row.sig_digest.matches(caller) {
             return Err(ResolveError::NotFound);
         }
         let resolution = self.resolve_row(row).await?;
-        metrics::counter!("idenfy_resolutions_total", "outcome" => resolution.outcome.as_str()).increment(1);
+        metrics::counter!("idenfy_resolutions_total", "outcome" => resolution.outcome.as_str())
+            .increment(1);
         Ok(StatusV2::from_view(id, Some(&resolution.view)))
     }
 
     /// `GET /idenfy-sessions`: the caller's recent rows, without tokens (W13).
     pub async fn list(&self, caller: &SigDigest) -> Result<Vec<crate::ListedSession>, StoreError> {
         let since = self.clock.now() - chrono_duration(self.settings.reuse_window);
-        let rows = self.rows.list_recent(caller, since, self.settings.list_limit).await?;
+        let rows = self
+            .rows
+            .list_recent(caller, since, self.settings.list_limit)
+            .await?;
         Ok(rows.iter().map(crate::ListedSession::from).collect())
     }
 
@@ -128,7 +149,10 @@ where
             // Re-assert the parent failure: a crash between the two writes must not leave
             // the parent IN_PROGRESS (and so unrefundable) forever.
             if row.failure_reason.as_deref() == Some(reasons::RECREATION_LIMIT) {
-                let _ = self.parents.fail(row.flow, &row.parent_id, reasons::RECREATION_LIMIT).await?;
+                let _ = self
+                    .parents
+                    .fail(row.flow, &row.parent_id, reasons::RECREATION_LIMIT)
+                    .await?;
             }
             return Ok(gave_up(&row));
         }
@@ -140,16 +164,27 @@ where
         let now = self.clock.now();
         let due_before = self.poll_due_before(&row, now);
         if row.last_polled_at.is_none_or(|t| t < due_before) {
-            if self.rows.claim_poll(&row.id, &row.scan_ref, due_before, now).await?.applied() {
+            if self
+                .rows
+                .claim_poll(&row.id, &row.scan_ref, due_before, now)
+                .await?
+                .applied()
+            {
                 return self.poll(row).await;
             }
             // A peer is polling, or the row moved on since our read: trust the store, not
             // the snapshot.
             debug!(row = %row.id, "status poll claimed by a peer");
             let Some(fresh) = self.rows.get(&row.id).await? else {
-                return Err(StoreError::Corrupt { id: row.id.to_string(), reason: "row vanished".into() });
+                return Err(StoreError::Corrupt {
+                    id: row.id.to_string(),
+                    reason: "row vanished".into(),
+                });
             };
-            if fresh.scan_ref != row.scan_ref || fresh.is_expired() || fresh.final_decision().is_some() {
+            if fresh.scan_ref != row.scan_ref
+                || fresh.is_expired()
+                || fresh.final_decision().is_some()
+            {
                 return self.after_race(&row.id, &row.scan_ref).await;
             }
             return Ok(self.cached_or_pending(&fresh, now));
@@ -160,12 +195,16 @@ where
     /// The stored in-progress state, unless its token is past expiry (a peer is checking
     /// it): a stale token is never handed out.
     fn cached_or_pending(&self, row: &IdenfyRow, now: Timestamp) -> Resolution {
-        if row.token_expires_at.is_some_and(|t| t <= now) && !row.verification_status.as_ref().is_some_and(VerificationStatus::is_decision) {
+        if row.token_expires_at.is_some_and(|t| t <= now)
+            && !row
+                .verification_status
+                .as_ref()
+                .is_some_and(VerificationStatus::is_decision)
+        {
             return self.pending(row, self.settings.pending_retry_after);
         }
         self.current(row, Outcome::Cached)
     }
-
 
     /// A poll is due when the last one is older than the interval, or older than the
     /// token's expiry once that has passed.
@@ -198,7 +237,12 @@ where
         let now = self.clock.now();
         if report.status.is_expiry() {
             // The EXPIRED marker, conditional on the scanRef we polled (W3).
-            if self.rows.mark_expired(&row.id, &row.scan_ref, now).await?.applied() {
+            if self
+                .rows
+                .mark_expired(&row.id, &row.scan_ref, now)
+                .await?
+                .applied()
+            {
                 let mut expired = row;
                 expired.verification_status = Some(VerificationStatus::Expired);
                 return self.recover(expired).await;
@@ -212,7 +256,11 @@ where
             checked_at: Some(now),
             status: report.status,
         };
-        match self.rows.apply_status(&row.id, &row.scan_ref, &update, now).await? {
+        match self
+            .rows
+            .apply_status(&row.id, &row.scan_ref, &update, now)
+            .await?
+        {
             Some(updated) => {
                 self.propagate_denial(&updated).await?;
                 Ok(self.current(&updated, Outcome::Polled))
@@ -224,7 +272,10 @@ where
     /// A final DENIED fails every IN_PROGRESS parent linked to the row (idempotent).
     pub(crate) async fn propagate_denial(&self, row: &IdenfyRow) -> Result<(), StoreError> {
         if row.final_decision() == Some(&VerificationStatus::Denied) {
-            let failed = self.parents.fail_all_linked(&row.id, reasons::DENIED).await?;
+            let failed = self
+                .parents
+                .fail_all_linked(&row.id, reasons::DENIED)
+                .await?;
             if failed > 0 {
                 info!(row = %row.id, parents = failed, "denied verification failed its parent sessions");
             }
@@ -236,7 +287,10 @@ where
     /// polling again; recover if it is expired.
     async fn after_race(&self, id: &RowId, polled: &ScanRef) -> Result<Resolution, StoreError> {
         let Some(row) = self.rows.get(id).await? else {
-            return Err(StoreError::Corrupt { id: id.to_string(), reason: "row vanished".into() });
+            return Err(StoreError::Corrupt {
+                id: id.to_string(),
+                reason: "row vanished".into(),
+            });
         };
         if row.is_expired() && !row.gave_up() && row.final_decision().is_none() {
             return self.recover(row).await;
@@ -249,7 +303,10 @@ where
         let now = self.clock.now();
         // 5a: only a paid, unfinished parent is resumed (W18).
         let parent = self.parents.get(row.flow, &row.parent_id).await?;
-        if !parent.as_ref().is_some_and(|p| p.status == ParentStatus::InProgress) {
+        if !parent
+            .as_ref()
+            .is_some_and(|p| p.status == ParentStatus::InProgress)
+        {
             debug!(row = %row.id, "expired row whose parent is not in progress: nothing to resume");
             return Ok(gave_up(&row));
         }
@@ -284,7 +341,8 @@ where
             Err(err) => {
                 // W9: the claim below is the guard; Valkey trouble only costs efficiency.
                 warn!(row = %row.id, error = %err, "recreate lock unavailable; relying on the store claim");
-                metrics::counter!("idenfy_recreate_lock_total", "outcome" => "unavailable").increment(1);
+                metrics::counter!("idenfy_recreate_lock_total", "outcome" => "unavailable")
+                    .increment(1);
                 None
             }
         };
@@ -312,7 +370,12 @@ where
             max_attempts: self.settings.max_mint_attempts,
         };
         // 5e: the claim is the real guard (W2, W4, W5).
-        if !self.rows.claim_recreation(&row.id, &row.scan_ref, limits, &claim, now).await?.applied() {
+        if !self
+            .rows
+            .claim_recreation(&row.id, &row.scan_ref, limits, &claim, now)
+            .await?
+            .applied()
+        {
             return self.reread_and_classify(&row.id, &row.scan_ref).await;
         }
         // 5f: mint for the same paid parent (no new payment).
@@ -321,13 +384,16 @@ where
             Ok(token) => token,
             Err(err) => {
                 let class = err.class();
-                metrics::counter!("idenfy_mint_failures_total", "class" => class.as_str()).increment(1);
+                metrics::counter!("idenfy_mint_failures_total", "class" => class.as_str())
+                    .increment(1);
                 if class == ErrorClass::Money {
                     error!(row = %row.id, error = %err, "iDenfy refused to mint for lack of credit: operator action needed");
                 } else {
                     warn!(row = %row.id, error = %err, "minting a replacement token failed; backing off");
                 }
-                let delay = self.settings.backoff(row.recreation.consecutive_failures + 1);
+                let delay = self
+                    .settings
+                    .backoff(row.recreation.consecutive_failures + 1);
                 let failure = MintFailure {
                     last_error: match &err.identifier {
                         Some(id) => format!("{}: {id}", err.kind.as_str()),
@@ -335,7 +401,10 @@ where
                     },
                     next_attempt_at: self.clock.now() + chrono_duration(delay),
                 };
-                let _ = self.rows.release_claim(&row.id, &claim.claim_id, &failure, self.clock.now()).await?;
+                let _ = self
+                    .rows
+                    .release_claim(&row.id, &claim.claim_id, &failure, self.clock.now())
+                    .await?;
                 return Ok(self.pending(row, delay));
             }
         };
@@ -347,7 +416,13 @@ where
         };
         let persisted = self
             .rows
-            .persist_recreation(&row.id, &row.scan_ref, &claim.claim_id, &recreated, self.clock.now())
+            .persist_recreation(
+                &row.id,
+                &row.scan_ref,
+                &claim.claim_id,
+                &recreated,
+                self.clock.now(),
+            )
             .await;
         match persisted {
             Ok(write) if write.applied() => {
@@ -367,11 +442,13 @@ where
             }
             Ok(_) => {
                 warn!(row = %row.id, scan_ref = %token.scan_ref, "claim lost before persisting; recording the orphaned mint");
-                self.record_orphan(&row.id, &token.scan_ref, token.minted_at).await;
+                self.record_orphan(&row.id, &token.scan_ref, token.minted_at)
+                    .await;
                 self.reread_and_classify(&row.id, &row.scan_ref).await
             }
             Err(err) => {
-                self.record_orphan(&row.id, &token.scan_ref, token.minted_at).await;
+                self.record_orphan(&row.id, &token.scan_ref, token.minted_at)
+                    .await;
                 Err(err)
             }
         }
@@ -379,7 +456,10 @@ where
 
     async fn record_orphan(&self, id: &RowId, scan_ref: &ScanRef, minted_at: Timestamp) {
         metrics::counter!("idenfy_orphaned_mints_total").increment(1);
-        let orphan = OrphanedMint { scan_ref: scan_ref.clone(), minted_at };
+        let orphan = OrphanedMint {
+            scan_ref: scan_ref.clone(),
+            minted_at,
+        };
         if let Err(err) = self.rows.record_orphaned_mint(id, &orphan).await {
             error!(row = %id, scan_ref = %scan_ref, error = %err, "could not record an orphaned mint");
         }
@@ -388,10 +468,18 @@ where
     /// Step 5b: mark the row failed and the parent VERIFICATION_FAILED.
     async fn give_up(&self, row: &IdenfyRow) -> Result<Resolution, StoreError> {
         let now = self.clock.now();
-        if !self.rows.give_up(&row.id, &row.scan_ref, reasons::RECREATION_LIMIT, now).await?.applied() {
+        if !self
+            .rows
+            .give_up(&row.id, &row.scan_ref, reasons::RECREATION_LIMIT, now)
+            .await?
+            .applied()
+        {
             return self.reread_and_classify(&row.id, &row.scan_ref).await;
         }
-        let _ = self.parents.fail(row.flow, &row.parent_id, reasons::RECREATION_LIMIT).await?;
+        let _ = self
+            .parents
+            .fail(row.flow, &row.parent_id, reasons::RECREATION_LIMIT)
+            .await?;
         warn!(row = %row.id, recreations = row.recreation_count, attempts = row.mint_attempts, "recreation limit reached; gave up and failed the parent");
         metrics::counter!("idenfy_gave_up_total").increment(1);
         let mut failed = row.clone();
@@ -400,10 +488,17 @@ where
         Ok(gave_up(&failed))
     }
 
-    async fn reread_and_classify(&self, id: &RowId, old: &ScanRef) -> Result<Resolution, StoreError> {
+    async fn reread_and_classify(
+        &self,
+        id: &RowId,
+        old: &ScanRef,
+    ) -> Result<Resolution, StoreError> {
         match self.rows.get(id).await? {
             Some(row) => Ok(self.classify(&row, old)),
-            None => Err(StoreError::Corrupt { id: id.to_string(), reason: "row vanished".into() }),
+            None => Err(StoreError::Corrupt {
+                id: id.to_string(),
+                reason: "row vanished".into(),
+            }),
         }
     }
 
@@ -422,21 +517,34 @@ where
             };
             return self.pending(row, retry);
         }
-        let outcome = if &row.scan_ref == old { Outcome::Cached } else { Outcome::RecoveredByPeer };
+        let outcome = if &row.scan_ref == old {
+            Outcome::Cached
+        } else {
+            Outcome::RecoveredByPeer
+        };
         self.current(row, outcome)
     }
 
     fn current(&self, row: &IdenfyRow, outcome: Outcome) -> Resolution {
-        Resolution { view: SessionView::current(row, &self.settings), outcome }
+        Resolution {
+            view: SessionView::current(row, &self.settings),
+            outcome,
+        }
     }
 
     fn pending(&self, row: &IdenfyRow, retry_after: Duration) -> Resolution {
-        Resolution { view: SessionView::pending(row, retry_after), outcome: Outcome::Pending }
+        Resolution {
+            view: SessionView::pending(row, retry_after),
+            outcome: Outcome::Pending,
+        }
     }
 }
 
 fn gave_up(row: &IdenfyRow) -> Resolution {
-    Resolution { view: SessionView::gave_up(row), outcome: Outcome::GaveUp }
+    Resolution {
+        view: SessionView::gave_up(row),
+        outcome: Outcome::GaveUp,
+    }
 }
 
 pub(crate) fn chrono_duration(d: Duration) -> chrono::Duration {

@@ -37,7 +37,11 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn new(environment: Environment, redirect_base: impl Into<String>, webhook_key: WebhookKey) -> Self {
+    pub fn new(
+        environment: Environment,
+        redirect_base: impl Into<String>,
+        webhook_key: WebhookKey,
+    ) -> Self {
         Self {
             environment,
             poll_interval: Duration::from_secs(15),
@@ -58,7 +62,9 @@ impl Settings {
     /// Back-off after `failures` consecutive failed mints: base·2^(n−1), capped.
     pub fn backoff(&self, failures: u32) -> Duration {
         let exp = failures.saturating_sub(1).min(20);
-        self.backoff_base.saturating_mul(1u32 << exp).min(self.backoff_max)
+        self.backoff_base
+            .saturating_mul(1u32 << exp)
+            .min(self.backoff_max)
     }
 }
 

@@ -212,7 +212,17 @@ mod tests {
 
     #[test]
     fn every_idenfy_status_round_trips() {
-        for raw in ["ACTIVE", "REVIEWING", "APPROVED", "DENIED", "SUSPECTED", "EXPIRED", "EXPIRED-DELETED", "DELETED", "ARCHIVED"] {
+        for raw in [
+            "ACTIVE",
+            "REVIEWING",
+            "APPROVED",
+            "DENIED",
+            "SUSPECTED",
+            "EXPIRED",
+            "EXPIRED-DELETED",
+            "DELETED",
+            "ARCHIVED",
+        ] {
             let status = VerificationStatus::parse(raw);
             assert!(!matches!(status, VerificationStatus::Unknown(_)), "{raw}");
             assert_eq!(status.as_str(), raw);
@@ -221,7 +231,13 @@ mod tests {
 
     #[test]
     fn flows_and_row_statuses_use_id_server_spelling() {
-        assert_eq!(serde_json::to_string(&Flow::CleanHands).expect("json"), "\"clean-hands\"");
-        assert_eq!(serde_json::to_string(&RowStatus::InProgress).expect("json"), "\"in_progress\"");
+        assert_eq!(
+            serde_json::to_string(&Flow::CleanHands).expect("json"),
+            "\"clean-hands\""
+        );
+        assert_eq!(
+            serde_json::to_string(&RowStatus::InProgress).expect("json"),
+            "\"in_progress\""
+        );
     }
 }

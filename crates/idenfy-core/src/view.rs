@@ -57,7 +57,11 @@ impl SessionView {
             failure_reason: None,
             redirect_url: None,
             recreation_count: row.recreation_count,
-            retry_after_ms: Some(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX).max(1)),
+            retry_after_ms: Some(
+                u64::try_from(retry_after.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            ),
             last_checked_at: None,
         }
     }
@@ -70,7 +74,9 @@ impl SessionView {
             idenfy_auth_token: None,
             idenfy_scan_ref: None,
             failure_reason: Some(
-                row.failure_reason.clone().unwrap_or_else(|| reasons::EXPIRED.to_owned()),
+                row.failure_reason
+                    .clone()
+                    .unwrap_or_else(|| reasons::EXPIRED.to_owned()),
             ),
             redirect_url: None,
             recreation_count: row.recreation_count,

@@ -30,8 +30,14 @@ pub enum SignatureError {
 
 /// Checks `Idenfy-Signature`: exactly 64 hex characters (either case) equal to
 /// HMAC-SHA256(key, raw body), compared in constant time.
-pub fn verify_signature(key: &[u8], header: Option<&str>, body: &[u8]) -> Result<(), SignatureError> {
-    let header = header.filter(|h| !h.is_empty()).ok_or(SignatureError::Missing)?;
+pub fn verify_signature(
+    key: &[u8],
+    header: Option<&str>,
+    body: &[u8],
+) -> Result<(), SignatureError> {
+    let header = header
+        .filter(|h| !h.is_empty())
+        .ok_or(SignatureError::Missing)?;
     if key.is_empty() {
         return Err(SignatureError::NoKey);
     }
@@ -42,12 +48,14 @@ pub fn verify_signature(key: &[u8], header: Option<&str>, body: &[u8]) -> Result
     let mut mac = Hmac::<Sha256>::new_from_slice(key).map_err(|_| SignatureError::NoKey)?;
     mac.update(body);
     // `verify_slice` compares in constant time.
-    mac.verify_slice(&provided).map_err(|_| SignatureError::Mismatch)
+    mac.verify_slice(&provided)
+        .map_err(|_| SignatureError::Mismatch)
 }
 
 /// Lowercase hex HMAC-SHA256 of `body`: what iDenfy sends (used by tests and the sim's peers).
 pub fn sign(key: &[u8], body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    let mut mac = Hmac::<Sha256>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
 }
@@ -157,8 +165,15 @@ where
     C: Clock,
 {
     /// `POST /idenfy/webhook` (this environment's).
-    pub async fn handle_webhook(&self, request: WebhookRequest<'_>) -> Result<WebhookAck, WebhookError> {
-        verify_signature(self.settings.webhook_key.expose(), request.signature, request.body)?;
+    pub async fn handle_webhook(
+        &self,
+        request: WebhookRequest<'_>,
+    ) -> Result<WebhookAck, WebhookError> {
+        verify_signature(
+            self.settings.webhook_key.expose(),
+            request.signature,
+            request.body,
+        )?;
         let payload: serde_json::Value = serde_json::from_slice(request.body).map_err(|_| {
             warn!(bytes = request.body.len(), "webhook body is not JSON");
             WebhookError::Malformed
@@ -167,7 +182,11 @@ where
             warn!("webhook body is not a JSON object");
             return Err(WebhookError::Malformed);
         };
-        let Some(scan_ref) = fields.get("scanRef").and_then(|v| v.as_str()).filter(|s| !s.is_empty()) else {
+        let Some(scan_ref) = fields
+            .get("scanRef")
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+        else {
             let keys: Vec<&str> = fields.keys().map(String::as_str).collect();
             warn!(?keys, "webhook without scanRef");
             return Err(WebhookError::MissingScanRef);
@@ -179,9 +198,15 @@ where
             .and_then(|s| s.get("overall"))
             .and_then(|o| o.as_str())
             .map(VerificationStatus::parse);
-        let final_flag = fields.get("final").and_then(serde_json::Value::as_bool).unwrap_or(false);
+        let final_flag = fields
+            .get("final")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
 
-        let ack = match self.apply_webhook(&scan_ref, event.as_ref(), overall, final_flag).await {
+        let ack = match self
+            .apply_webhook(&scan_ref, event.as_ref(), overall, final_flag)
+            .await
+        {
             Ok(outcome) => outcome,
             Err(err) => {
                 metrics::counter!("idenfy_webhooks_total", "outcome" => "error").increment(1);
@@ -190,7 +215,10 @@ where
         };
         metrics::counter!("idenfy_webhooks_total", "outcome" => ack.as_str()).increment(1);
         info!(scan_ref = %scan_ref, event = ?event, outcome = ack.as_str(), "webhook processed");
-        Ok(WebhookAck { received: true, outcome: ack })
+        Ok(WebhookAck {
+            received: true,
+            outcome: ack,
+        })
     }
 
     async fn apply_webhook(
@@ -203,7 +231,11 @@ where
         let Some(change) = change_for(event, overall, final_flag) else {
             // Still check the scanRef so a typo'd URL does not look healthy.
             return if self.rows.find_by_scan_ref(scan_ref).await?.is_some()
-                || self.rows.find_by_superseded_scan_ref(scan_ref).await?.is_some()
+                || self
+                    .rows
+                    .find_by_superseded_scan_ref(scan_ref)
+                    .await?
+                    .is_some()
             {
                 Ok(WebhookOutcome::Ignored)
             } else {
@@ -216,13 +248,22 @@ where
             let (outcome, current) = match &change {
                 Change::Expire => {
                     // Only the marker: recovery happens on the next poll.
-                    if self.rows.mark_expired(&row.id, scan_ref, now).await?.applied() {
+                    if self
+                        .rows
+                        .mark_expired(&row.id, scan_ref, now)
+                        .await?
+                        .applied()
+                    {
                         (WebhookOutcome::Applied, None)
                     } else {
                         (WebhookOutcome::Duplicate, None)
                     }
                 }
-                Change::Status(update) => match self.rows.apply_status(&row.id, scan_ref, update, now).await? {
+                Change::Status(update) => match self
+                    .rows
+                    .apply_status(&row.id, scan_ref, update, now)
+                    .await?
+                {
                     Some(updated) => (WebhookOutcome::Applied, Some(updated)),
                     None => (WebhookOutcome::Duplicate, self.rows.get(&row.id).await?),
                 },
@@ -240,7 +281,10 @@ where
                 Change::Expire => (VerificationStatus::Expired, false),
                 Change::Status(update) => (update.status, update.is_final),
             };
-            let _ = self.rows.update_superseded(&row.id, scan_ref, &status, is_final).await?;
+            let _ = self
+                .rows
+                .update_superseded(&row.id, scan_ref, &status, is_final)
+                .await?;
             debug!(row = %row.id, scan_ref = %scan_ref, "webhook for a superseded scanRef; current session untouched");
             return Ok(WebhookOutcome::Superseded);
         }
@@ -264,8 +308,16 @@ fn change_for(
             // A manual result is always the last word.
             let is_final = final_flag || matches!(event, Some(EventType::ManualFinished));
             Some(Change::Status(StatusUpdate {
-                row_status: if is_final { status.decided_row_status() } else { None },
-                failure_reason: if is_final { status.failure_reason().map(str::to_owned) } else { None },
+                row_status: if is_final {
+                    status.decided_row_status()
+                } else {
+                    None
+                },
+                failure_reason: if is_final {
+                    status.failure_reason().map(str::to_owned)
+                } else {
+                    None
+                },
                 is_final,
                 checked_at: None,
                 status,
@@ -298,62 +350,105 @@ mod tests {
 
     #[test]
     fn uppercase_hex_is_accepted() {
-        assert_eq!(verify_signature(KEY, Some(&sign(KEY, BODY).to_uppercase()), BODY), Ok(()));
+        assert_eq!(
+            verify_signature(KEY, Some(&sign(KEY, BODY).to_uppercase()), BODY),
+            Ok(())
+        );
     }
 
     #[test]
     fn tampered_body_fails() {
         let tampered = br#"{"scanRef":"abc","status":{"overall":"DENIED"},"final":true}"#;
-        assert_eq!(verify_signature(KEY, Some(&sign(KEY, BODY)), tampered), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify_signature(KEY, Some(&sign(KEY, BODY)), tampered),
+            Err(SignatureError::Mismatch)
+        );
     }
 
     #[test]
     fn empty_or_missing_signature_fails() {
-        assert_eq!(verify_signature(KEY, Some(""), BODY), Err(SignatureError::Missing));
-        assert_eq!(verify_signature(KEY, None, BODY), Err(SignatureError::Missing));
+        assert_eq!(
+            verify_signature(KEY, Some(""), BODY),
+            Err(SignatureError::Missing)
+        );
+        assert_eq!(
+            verify_signature(KEY, None, BODY),
+            Err(SignatureError::Missing)
+        );
     }
 
     #[test]
     fn empty_key_fails_closed() {
-        assert_eq!(verify_signature(b"", Some(&sign(b"", BODY)), BODY), Err(SignatureError::NoKey));
+        assert_eq!(
+            verify_signature(b"", Some(&sign(b"", BODY)), BODY),
+            Err(SignatureError::NoKey)
+        );
     }
 
     #[test]
     fn non_hex_signature_fails() {
-        assert_eq!(verify_signature(KEY, Some("not-hex-####"), BODY), Err(SignatureError::Malformed));
+        assert_eq!(
+            verify_signature(KEY, Some("not-hex-####"), BODY),
+            Err(SignatureError::Malformed)
+        );
     }
 
     /// W16: Node's lenient decoder accepted a valid digest followed by junk.
     #[test]
     fn valid_digest_with_trailing_junk_is_rejected() {
         let sig = format!("{}zz", sign(KEY, BODY));
-        assert_eq!(verify_signature(KEY, Some(&sig), BODY), Err(SignatureError::Malformed));
+        assert_eq!(
+            verify_signature(KEY, Some(&sig), BODY),
+            Err(SignatureError::Malformed)
+        );
         let sig = format!("{}00", sign(KEY, BODY));
-        assert_eq!(verify_signature(KEY, Some(&sig), BODY), Err(SignatureError::Malformed));
+        assert_eq!(
+            verify_signature(KEY, Some(&sig), BODY),
+            Err(SignatureError::Malformed)
+        );
     }
 
     #[test]
     fn truncated_digest_is_rejected() {
         let sig = sign(KEY, BODY);
-        assert_eq!(verify_signature(KEY, Some(&sig[..62]), BODY), Err(SignatureError::Malformed));
+        assert_eq!(
+            verify_signature(KEY, Some(&sig[..62]), BODY),
+            Err(SignatureError::Malformed)
+        );
     }
 
     #[test]
     fn byte_bodies_verify_like_text() {
         let body: Vec<u8> = BODY.to_vec();
-        assert_eq!(verify_signature(KEY, Some(&sign(KEY, &body)), &body), Ok(()));
+        assert_eq!(
+            verify_signature(KEY, Some(&sign(KEY, &body)), &body),
+            Ok(())
+        );
     }
 
     #[test]
     fn manual_finished_is_final_even_without_the_flag() {
-        let change = change_for(Some(&EventType::ManualFinished), Some(VerificationStatus::Denied), false);
-        assert!(matches!(change, Some(Change::Status(StatusUpdate { is_final: true, .. }))));
+        let change = change_for(
+            Some(&EventType::ManualFinished),
+            Some(VerificationStatus::Denied),
+            false,
+        );
+        assert!(matches!(
+            change,
+            Some(Change::Status(StatusUpdate { is_final: true, .. }))
+        ));
     }
 
     #[test]
     fn non_final_decision_does_not_decide_the_row() {
-        let change = change_for(Some(&EventType::AutoFinished), Some(VerificationStatus::Denied), false);
-        let Some(Change::Status(update)) = change else { panic!("expected a status change") };
+        let change = change_for(
+            Some(&EventType::AutoFinished),
+            Some(VerificationStatus::Denied),
+            false,
+        );
+        let Some(Change::Status(update)) = change else {
+            panic!("expected a status change")
+        };
         assert!(!update.is_final);
         assert_eq!(update.row_status, None);
         assert_eq!(update.failure_reason, None);
@@ -361,8 +456,19 @@ mod tests {
 
     #[test]
     fn expiry_event_with_a_decision_keeps_the_decision() {
-        let change = change_for(Some(&EventType::Expired), Some(VerificationStatus::Approved), true);
-        assert!(matches!(change, Some(Change::Status(StatusUpdate { status: VerificationStatus::Approved, is_final: true, .. }))));
+        let change = change_for(
+            Some(&EventType::Expired),
+            Some(VerificationStatus::Approved),
+            true,
+        );
+        assert!(matches!(
+            change,
+            Some(Change::Status(StatusUpdate {
+                status: VerificationStatus::Approved,
+                is_final: true,
+                ..
+            }))
+        ));
         let change = change_for(Some(&EventType::Expired), None, false);
         assert!(matches!(change, Some(Change::Expire)));
     }

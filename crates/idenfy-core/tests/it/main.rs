@@ -1,0 +1,10 @@
+//! The integration tests of idenfy-core, one binary (see STYLE.md).
+
+mod concurrency;
+mod conformance;
+mod creation;
+mod scenarios;
+mod snapshots;
+mod support;
+mod weaknesses;
+mod webhooks;
