@@ -7,6 +7,7 @@ mod errors;
 mod logs;
 mod mint;
 mod reads;
+mod signatures;
 mod webhook;
 
 use std::time::Duration;
