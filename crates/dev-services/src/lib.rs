@@ -1,0 +1,52 @@
+//! Real MongoDB-protocol and Valkey servers for development and integration tests.
+//!
+//! Two audiences use this crate:
+//! - `xtask` provisions and drives the servers: [`install`], [`up`], [`down`], [`status`].
+//! - Integration tests (as a dev-dependency) find them: [`urls_for_test`], [`unique_name`],
+//!   and [`ValkeyControl`] to stop and restart the local Valkey half-way through a test.
+//!
+//! Where the servers come from is a [`Backend`]: URLs given in the environment, containers
+//! through testcontainers (feature `docker`), or local processes (FerretDB on SQLite and
+//! `valkey-server`) on free loopback ports. What was started is recorded in a state file,
+//! `target/services/state.json`, which is how tests and `down` find the processes again.
+
+mod backend;
+#[cfg(feature = "docker")]
+mod docker;
+mod error;
+mod install;
+mod layout;
+mod local;
+mod probe;
+mod process;
+mod services;
+mod state;
+mod testing;
+
+pub use backend::{Backend, MONGO_IMAGE, VALKEY_IMAGE};
+pub use error::{Error, Result};
+pub use install::{FERRETDB_VERSION, Tools, install};
+pub use layout::Layout;
+pub use services::{Up, down, down_in, status, up, up_in};
+pub use state::{ServiceState, State};
+pub use testing::{ValkeyControl, unique_name, urls_for_test};
+
+/// Environment variable naming the MongoDB connection string tests use.
+pub const MONGODB_URI_VAR: &str = "MONGODB_URI";
+/// Environment variable naming the Valkey URL tests use.
+pub const VALKEY_URL_VAR: &str = "VALKEY_URL";
+/// Set to `1` to make tests fail instead of skipping when no services are reachable.
+pub const REQUIRE_SERVICES_VAR: &str = "IDENFY_REQUIRE_SERVICES";
+/// Environment variable choosing the backend: `auto` (default), `external`, `docker`, `local`.
+pub const BACKEND_VAR: &str = "IDENFY_SERVICES_BACKEND";
+/// Environment variable overriding the state file path (xtask sets it for the tests it runs).
+pub const STATE_FILE_VAR: &str = "IDENFY_SERVICES_STATE";
+
+/// Where a test finds its servers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceUrls {
+    /// A MongoDB connection string, e.g. `mongodb://127.0.0.1:40123/`.
+    pub mongodb_uri: String,
+    /// A Valkey (Redis protocol) URL, e.g. `redis://127.0.0.1:40124`.
+    pub valkey_url: String,
+}

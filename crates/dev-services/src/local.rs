@@ -1,0 +1,223 @@
+//! The `local` backend: `valkey-server` and FerretDB (SQLite) as processes on loopback ports.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::IoContext;
+use crate::probe::{mongo_ping, valkey_ping, wait_until};
+use crate::process::{capture, free_port, is_alive, log_tail, spawn_detached, terminate};
+use crate::{Backend, Layout, Result, ServiceState, State, Tools};
+
+pub(crate) const VALKEY_PROGRAM: &str = "valkey-server";
+pub(crate) const FERRETDB_PROGRAM: &str = "ferretdb";
+const VALKEY_READY_WITHIN: Duration = Duration::from_secs(20);
+const FERRETDB_READY_WITHIN: Duration = Duration::from_secs(60);
+/// How long a server gets to exit after SIGTERM before SIGKILL.
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Starts both servers and returns their state (not yet saved).
+pub(crate) async fn up(layout: &Layout, tools: &Tools) -> Result<State> {
+    let valkey = start_valkey_fresh(layout, tools).await?;
+    let mongodb = match start_ferretdb(layout, tools).await {
+        Ok(mongodb) => mongodb,
+        Err(error) => {
+            if let Some(pid) = valkey.pid {
+                let _ = terminate(pid, VALKEY_PROGRAM, STOP_GRACE).await;
+            }
+            return Err(error);
+        }
+    };
+    let started_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    Ok(State {
+        backend: Backend::Local,
+        started_at,
+        mongodb,
+        valkey,
+    })
+}
+
+async fn start_valkey_fresh(layout: &Layout, tools: &Tools) -> Result<ServiceState> {
+    let dir = layout.services_dir.join("valkey");
+    std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
+    let port = free_port()?;
+    let command: Vec<String> = vec![
+        tools.valkey_server.display().to_string(),
+        "--port".into(),
+        port.to_string(),
+        "--bind".into(),
+        "127.0.0.1".into(),
+        "--save".into(),
+        String::new(),
+        "--appendonly".into(),
+        "no".into(),
+        "--daemonize".into(),
+        "no".into(),
+        "--dir".into(),
+        dir.display().to_string(),
+    ];
+    let log = dir.join("valkey.log");
+    let url = format!("redis://127.0.0.1:{port}");
+    let pid = start_valkey(&command, &log, &url).await?;
+    let version = capture(&tools.valkey_server, &["--version"])?;
+    Ok(ServiceState {
+        url,
+        port,
+        pid: Some(pid),
+        container_id: None,
+        version,
+        command,
+        log: Some(log),
+    })
+}
+
+/// Spawns Valkey with `command` and waits until it answers `PING` on `url`.
+pub(crate) async fn start_valkey(command: &[String], log: &Path, url: &str) -> Result<u32> {
+    let pid = spawn_detached(command, log)?;
+    write_pid_file(log, VALKEY_PROGRAM, pid)?;
+    let ready = wait_until(
+        "valkey-server",
+        VALKEY_READY_WITHIN,
+        || is_alive(pid),
+        || valkey_ping(url, Duration::from_secs(1)),
+    )
+    .await;
+    if let Err(error) = ready {
+        let _ = terminate(pid, VALKEY_PROGRAM, STOP_GRACE).await;
+        return Err(with_log(error, log));
+    }
+    Ok(pid)
+}
+
+async fn start_ferretdb(layout: &Layout, tools: &Tools) -> Result<ServiceState> {
+    let dir = layout.services_dir.join("ferretdb");
+    let data = dir.join("data");
+    let state_dir = dir.join("state");
+    // A fresh database on every `up`: tests create unique names, so nothing of value is lost.
+    if data.exists() {
+        std::fs::remove_dir_all(&data).context(|| format!("removing {}", data.display()))?;
+    }
+    for path in [&data, &state_dir] {
+        std::fs::create_dir_all(path).context(|| format!("creating {}", path.display()))?;
+    }
+    let port = free_port()?;
+    let command: Vec<String> = vec![
+        tools.ferretdb.display().to_string(),
+        "--handler=sqlite".into(),
+        // FerretDB wants a directory URL with a trailing slash.
+        format!("--sqlite-url=file:{}/", data.display()),
+        format!("--state-dir={}", state_dir.display()),
+        format!("--listen-addr=127.0.0.1:{port}"),
+        // `-` disables the debug HTTP listener, whose default 127.0.0.1:8088 would collide
+        // between instances.
+        "--debug-addr=-".into(),
+        "--telemetry=disable".into(),
+        "--log-level=warn".into(),
+    ];
+    let log = dir.join("ferretdb.log");
+    let url = format!("mongodb://127.0.0.1:{port}/");
+    let pid = spawn_detached(&command, &log)?;
+    write_pid_file(&log, FERRETDB_PROGRAM, pid)?;
+    let ready = wait_until(
+        "ferretdb",
+        FERRETDB_READY_WITHIN,
+        || is_alive(pid),
+        || mongo_ping(&url, Duration::from_secs(2)),
+    )
+    .await;
+    if let Err(error) = ready {
+        let _ = terminate(pid, FERRETDB_PROGRAM, STOP_GRACE).await;
+        return Err(with_log(error, &log));
+    }
+    let version = crate::install::ferretdb_version(&tools.ferretdb)?;
+    Ok(ServiceState {
+        url,
+        port,
+        pid: Some(pid),
+        container_id: None,
+        version,
+        command,
+        log: Some(log),
+    })
+}
+
+/// The pid file next to a server's log. Written right after spawning, before readiness, so
+/// that a start-up interrupted half-way (Ctrl-C) leaves something [`down`] can find.
+fn pid_file(log: &Path, program: &str) -> PathBuf {
+    log.with_file_name(format!("{program}.pid"))
+}
+
+fn write_pid_file(log: &Path, program: &str, pid: u32) -> Result<()> {
+    let path = pid_file(log, program);
+    std::fs::write(&path, format!("{pid}\n")).context(|| format!("writing {}", path.display()))
+}
+
+/// Stops the servers of a local state, plus anything the pid files under
+/// `target/services` name, and waits until they are gone.
+pub(crate) async fn down(layout: &Layout, state: Option<&State>) -> Result<bool> {
+    let mut targets: Vec<(u32, &'static str)> = Vec::new();
+    if let Some(state) = state {
+        targets.extend(state.mongodb.pid.map(|pid| (pid, FERRETDB_PROGRAM)));
+        targets.extend(state.valkey.pid.map(|pid| (pid, VALKEY_PROGRAM)));
+    }
+    let pid_files = [
+        pid_file(
+            &layout.services_dir.join("ferretdb/ferretdb.log"),
+            FERRETDB_PROGRAM,
+        ),
+        pid_file(
+            &layout.services_dir.join("valkey/valkey.log"),
+            VALKEY_PROGRAM,
+        ),
+    ];
+    for (path, program) in pid_files.iter().zip([FERRETDB_PROGRAM, VALKEY_PROGRAM]) {
+        let pid = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| text.trim().parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !targets.contains(&(pid, program))
+        {
+            targets.push((pid, program));
+        }
+    }
+    let mut stopped_any = false;
+    let mut first_error = None;
+    for (pid, program) in targets {
+        if !is_alive(pid) {
+            continue;
+        }
+        match terminate(pid, program, STOP_GRACE).await {
+            Ok(()) => {
+                stopped_any = true;
+                println!("stopped {program} (pid {pid})");
+            }
+            Err(error) => {
+                eprintln!("could not stop {program} (pid {pid}): {error}");
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    if let Some(error) = first_error {
+        return Err(error);
+    }
+    for path in &pid_files {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(stopped_any)
+}
+
+fn with_log(error: crate::Error, log: &Path) -> crate::Error {
+    match error {
+        crate::Error::NotReady {
+            service,
+            waited,
+            detail,
+        } => crate::Error::NotReady {
+            service,
+            waited,
+            detail: format!("{detail}\n{}", log_tail(log, 20)),
+        },
+        other => other,
+    }
+}

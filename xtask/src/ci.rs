@@ -1,0 +1,60 @@
+//! `cargo xtask ci`: if this passes locally, CI is green.
+
+use dev_services::Backend;
+
+use crate::shell::{self, Phases, cargo};
+
+/// fmt, clippy, cargo-deny (installed on first use), then the tests against real services.
+/// Stops at the first failing phase; prints each phase's time and a summary either way.
+pub(crate) async fn run(backend: Backend) -> anyhow::Result<()> {
+    let mut phases = Phases::new();
+    let result = all(&mut phases, backend).await;
+    phases.summary();
+    result
+}
+
+async fn all(phases: &mut Phases, backend: Backend) -> anyhow::Result<()> {
+    phases
+        .run("fmt", shell::run(with_args(&["fmt", "--all", "--check"])))
+        .await?;
+    phases
+        .run(
+            "clippy",
+            shell::run(with_args(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])),
+        )
+        .await?;
+    phases.run("deny", deny()).await?;
+    phases
+        .run("test", crate::run_tests::run(backend, &[]))
+        .await?;
+    Ok(())
+}
+
+/// `cargo deny check bans licenses sources` (advisories need GitHub, which CI cannot reach).
+async fn deny() -> anyhow::Result<()> {
+    let installed = cargo()
+        .args(["deny", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|status| status.success());
+    if !installed {
+        println!("cargo-deny is not installed; installing it (takes a few minutes)");
+        shell::run(with_args(&["install", "cargo-deny", "--locked"])).await?;
+    }
+    shell::run(with_args(&["deny", "check", "bans", "licenses", "sources"])).await
+}
+
+fn with_args(args: &[&str]) -> tokio::process::Command {
+    let mut command = cargo();
+    command.args(args);
+    command
+}

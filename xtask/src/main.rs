@@ -1,0 +1,115 @@
+//! Project automation: `cargo xtask services|test|ci|bench|chaos`.
+//!
+//! A thin dispatcher; each subcommand lives in its own module. Run `cargo xtask` for help.
+
+mod ci;
+mod run_tests;
+mod services;
+mod shell;
+#[cfg(test)]
+mod tidy;
+
+use clap::{Parser, Subcommand};
+use dev_services::Backend;
+
+/// Project automation for idenfy-sessions.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Provision, start, stop and inspect the MongoDB-protocol and Valkey servers.
+    Services {
+        #[command(subcommand)]
+        action: ServicesAction,
+    },
+    /// Start the services, run `cargo test` against them, and stop them again.
+    ///
+    /// Arguments after `--` go to `cargo test`, e.g.
+    /// `cargo xtask test -- -p store-mongo -- --nocapture`. Without `-p`/`--package`,
+    /// `--workspace` is added.
+    Test {
+        #[command(flatten)]
+        backend: BackendArg,
+        /// Extra `cargo test` arguments.
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
+    /// Everything CI checks: fmt, clippy, cargo-deny, then the tests (as `test`).
+    Ci {
+        #[command(flatten)]
+        backend: BackendArg,
+    },
+    /// Benchmarks against the real services (not yet implemented).
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Fault-injection runs against the real services (not yet implemented).
+    Chaos {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ServicesAction {
+    /// Install `valkey-server` and build FerretDB if missing (idempotent).
+    Install,
+    /// Start both servers on free 127.0.0.1 ports and record them in target/services/state.json.
+    Up {
+        #[command(flatten)]
+        backend: BackendArg,
+    },
+    /// Stop the servers and wait until they are gone.
+    Down,
+    /// Show what runs and whether it answers.
+    Status,
+}
+
+#[derive(Debug, clap::Args)]
+struct BackendArg {
+    /// Where the servers come from: auto, external, docker or local.
+    #[arg(long, env = dev_services::BACKEND_VAR, default_value = "auto", value_parser = parse_backend)]
+    backend: Backend,
+}
+
+fn parse_backend(value: &str) -> Result<Backend, String> {
+    value
+        .parse()
+        .map_err(|error: dev_services::Error| error.to_string())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Services { action } => services::run(action).await,
+        Command::Test {
+            backend,
+            cargo_args,
+        } => run_tests::run(backend.backend, &cargo_args).await,
+        Command::Ci { backend } => ci::run(backend.backend).await,
+        Command::Bench { .. } => Err(anyhow::anyhow!(
+            "`cargo xtask bench` is not yet implemented"
+        )),
+        Command::Chaos { .. } => Err(anyhow::anyhow!(
+            "`cargo xtask chaos` is not yet implemented"
+        )),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
