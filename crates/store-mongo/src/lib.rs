@@ -1,0 +1,264 @@
+//! The idenfy-core store ports on the official MongoDB driver, on id-server's collections.
+//!
+//! [`MongoStores::connect`] builds one driver `Client` (timeouts set explicitly, see
+//! [`MongoOptions`]) and hands out three cheap, cloneable stores for ONE environment:
+//!
+//! | port | store | live collection | sandbox collection |
+//! |---|---|---|---|
+//! | `RowStore` | [`MongoRowStore`] | `idenfysessions` | `sandboxidenfysessions` |
+//! | `ParentStore` | [`MongoParentStore`] | `sessions`, `amlcheckssessions` | `sandboxsessions`, `sandboxamlcheckssessions` |
+//! | `IntentStore` | [`MongoIntentStore`] | `idenfycreationintents` | `sandboxidenfycreationintents` |
+//!
+//! How it keeps id-server's documents intact:
+//! - every conditional write is ONE server-side `update_one` (matched count) or
+//!   `find_one_and_update` whose filter is exactly the port's condition, with field-level
+//!   `$set`/`$unset`/`$inc`/`$push` only, never a replacement, so unmodelled fields survive;
+//! - ids are ObjectIds and times are BSON dates, as id-server writes them; string ids and
+//!   missing new fields are tolerated on read; a document that cannot be read is
+//!   `StoreError::Corrupt`, never a panic;
+//! - no transactions (FerretDB has none, and none are needed);
+//! - FerretDB 1.x applies an update by reading, modifying in its own process and writing
+//!   the whole document back, so two compare-and-sets can both match. On FerretDB (detected
+//!   via `buildInfo`, or forced with [`MongoOptions::serialize_writes`]) each conditional
+//!   write therefore holds a per-document mutex document in [`WRITE_LOCKS_COLLECTION`]
+//!   (unique `_id` inserts ARE atomic there) around the same single operation. On MongoDB
+//!   nothing of this happens.
+//!
+//! Errors: duplicate key (E11000) → `Conflict`; timeouts, network and server-selection
+//! failures → `Unavailable`; anything else → `Backend`. The driver error is kept as `source`.
+
+mod codec;
+mod error;
+mod indexes;
+mod intents;
+mod parents;
+mod rows;
+mod writes;
+
+use std::time::Duration;
+
+use idenfy_core::{Environment, StoreError};
+use mongodb::{Client, Database, bson::doc, options::ClientOptions};
+
+pub use error::Error;
+pub use indexes::{IndexReport, RejectedIndex};
+pub use intents::MongoIntentStore;
+pub use parents::MongoParentStore;
+pub use rows::MongoRowStore;
+pub use writes::WRITE_LOCKS_COLLECTION;
+
+use writes::Writes;
+
+/// Default for [`MongoOptions::server_selection_timeout`]: fail fast when no server answers
+/// (the driver's own default is 30 s).
+pub const DEFAULT_SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default for [`MongoOptions::connect_timeout`] (the driver's own default is 10 s).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default for [`MongoOptions::operation_timeout`]: well inside iDenfy's 10 s webhook budget.
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connection settings. `None` means: the URI's value if it sets one
+/// (`serverSelectionTimeoutMS`, `connectTimeoutMS`, `appName`), else the default constant.
+#[derive(Clone, Debug, Default)]
+pub struct MongoOptions {
+    /// How long an operation waits for a usable server before failing `Unavailable`.
+    pub server_selection_timeout: Option<Duration>,
+    /// TCP connect (and handshake) timeout of one connection.
+    pub connect_timeout: Option<Duration>,
+    /// Upper bound of every store operation, end to end (server selection, network, server
+    /// time). Also sent as `maxTimeMS` on reads and `findAndModify`. Default 5 s.
+    pub operation_timeout: Option<Duration>,
+    /// Connection-pool size per server (driver default 10).
+    pub max_pool_size: Option<u32>,
+    /// `appName` shown in the server's logs (default `idenfy-sessions`).
+    pub app_name: Option<String>,
+    /// Serialise conditional writes per document through mutex documents (see
+    /// [`WRITE_LOCKS_COLLECTION`]). `None`: on exactly when the server is FerretDB, whose
+    /// updates are not atomic under concurrency (detected once, on the first write).
+    pub serialize_writes: Option<bool>,
+}
+
+/// Collection names of one environment (id-server's names, plus our intents collection).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Collections {
+    pub rows: &'static str,
+    pub gov_id_parents: &'static str,
+    pub clean_hands_parents: &'static str,
+    pub intents: &'static str,
+}
+
+impl Collections {
+    pub fn for_environment(environment: Environment) -> Collections {
+        match environment {
+            Environment::Live => Collections {
+                rows: "idenfysessions",
+                gov_id_parents: "sessions",
+                clean_hands_parents: "amlcheckssessions",
+                intents: "idenfycreationintents",
+            },
+            Environment::Sandbox => Collections {
+                rows: "sandboxidenfysessions",
+                gov_id_parents: "sandboxsessions",
+                clean_hands_parents: "sandboxamlcheckssessions",
+                intents: "sandboxidenfycreationintents",
+            },
+        }
+    }
+}
+
+/// Runs driver futures under the per-operation timeout.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Exec {
+    pub(crate) timeout: Duration,
+}
+
+impl Exec {
+    pub(crate) async fn run<T>(
+        self,
+        operation: impl IntoFuture<Output = mongodb::error::Result<T>>,
+    ) -> Result<T, Error> {
+        match tokio::time::timeout(self.timeout, operation).await {
+            Ok(result) => result.map_err(Error::from),
+            Err(_) => Err(Error::Timeout(self.timeout)),
+        }
+    }
+}
+
+/// The three stores of one environment over one shared driver `Client`.
+#[derive(Clone, Debug)]
+pub struct MongoStores {
+    client: Client,
+    database: Database,
+    environment: Environment,
+    writes: Writes,
+}
+
+impl MongoStores {
+    /// Parses `uri`, applies [`MongoOptions`] and builds the driver client.
+    ///
+    /// Does not wait for the server: the driver connects lazily and in the background, so
+    /// this returns promptly even while MongoDB is down (use [`MongoStores::ping`] for
+    /// readiness). Fails only on an invalid URI or options.
+    pub async fn connect(
+        uri: &str,
+        database: &str,
+        environment: Environment,
+        options: MongoOptions,
+    ) -> Result<MongoStores, Error> {
+        let mut client_options = ClientOptions::parse(uri).await?;
+        client_options.server_selection_timeout = options
+            .server_selection_timeout
+            .or(client_options.server_selection_timeout)
+            .or(Some(DEFAULT_SERVER_SELECTION_TIMEOUT));
+        client_options.connect_timeout = options
+            .connect_timeout
+            .or(client_options.connect_timeout)
+            .or(Some(DEFAULT_CONNECT_TIMEOUT));
+        if options.max_pool_size.is_some() {
+            client_options.max_pool_size = options.max_pool_size;
+        }
+        client_options.app_name = options
+            .app_name
+            .clone()
+            .or(client_options.app_name)
+            .or_else(|| Some("idenfy-sessions".to_owned()));
+        let client = Client::with_options(client_options)?;
+        Ok(MongoStores::from_client(
+            client,
+            database,
+            environment,
+            &options,
+        ))
+    }
+
+    /// Wraps an existing client (share one `Client` between components). Of `options`, only
+    /// `operation_timeout` and `serialize_writes` apply; the client's own settings stay.
+    pub fn from_client(
+        client: Client,
+        database: &str,
+        environment: Environment,
+        options: &MongoOptions,
+    ) -> MongoStores {
+        let database = client.database(database);
+        let exec = Exec {
+            timeout: options
+                .operation_timeout
+                .unwrap_or(DEFAULT_OPERATION_TIMEOUT),
+        };
+        let writes = Writes::new(&database, exec, options.serialize_writes);
+        MongoStores {
+            client,
+            database,
+            environment,
+            writes,
+        }
+    }
+
+    /// The same database and client, for the other environment (live ↔ sandbox).
+    pub fn for_environment(&self, environment: Environment) -> MongoStores {
+        MongoStores {
+            environment,
+            ..self.clone()
+        }
+    }
+
+    pub fn environment(&self) -> Environment {
+        self.environment
+    }
+
+    pub fn collections(&self) -> Collections {
+        Collections::for_environment(self.environment)
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    pub fn rows(&self) -> MongoRowStore {
+        MongoRowStore::new(&self.database, self.collections(), self.writes.clone())
+    }
+
+    pub fn parents(&self) -> MongoParentStore {
+        MongoParentStore::new(&self.database, self.collections(), self.writes.clone())
+    }
+
+    pub fn intents(&self) -> MongoIntentStore {
+        MongoIntentStore::new(&self.database, self.collections(), self.writes.clone())
+    }
+
+    /// Whether conditional writes are serialised per document (FerretDB); detects it on the
+    /// first call unless [`MongoOptions::serialize_writes`] forced it.
+    pub async fn serializes_writes(&self) -> Result<bool, StoreError> {
+        self.writes.serialised().await
+    }
+
+    /// Readiness: a `ping` round trip within the operation timeout.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.writes
+            .exec
+            .run(self.database.run_command(doc! { "ping": 1 }))
+            .await?;
+        Ok(())
+    }
+
+    /// Creates this environment's indexes, idempotently; call at start-up (and in every test
+    /// database). An index the server rejects (an option it does not support, a conflicting
+    /// existing index such as id-server's non-unique `idenfyScanRef_1`, duplicates that block
+    /// a unique index) is logged once at `warn` and listed in the report; it is not fatal.
+    /// Only an unreachable server is an error.
+    pub async fn ensure_indexes(&self) -> Result<IndexReport, StoreError> {
+        indexes::ensure(&self.database, self.collections(), self.writes.exec).await
+    }
+
+    /// Closes the driver's connections and background tasks (end of `main`, test teardown).
+    pub async fn shutdown(self) {
+        self.client.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,15 @@
+//! store-mongo's integration tests: one binary, one module per area.
+//!
+//! They run against a real MongoDB-protocol server (FerretDB locally, MongoDB in Docker or
+//! wherever `MONGODB_URI` points); `cargo xtask test` starts one. Without a server each test
+//! prints why it skips, or fails when `CI`/`IDENFY_REQUIRE_SERVICES=1` is set. Every test
+//! uses its own database (`dev_services::unique_name`), so they run in parallel.
+//!
+//! To add tests, add a module file next to this one and a `mod` line below.
+
+mod conformance;
+mod id_server_fixture;
+mod operations;
+mod replicas;
+mod smoke;
+mod support;

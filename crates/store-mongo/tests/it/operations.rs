@@ -1,0 +1,344 @@
+//! Operational behaviour of `MongoStores`: indexes at start-up, readiness, environments,
+//! error mapping when the server is away, and write serialisation on FerretDB.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use idenfy_core::{
+    Environment, Flow, IdenfyRow, IntentStore, ParentId, ParentStore, RowId, RowStore, StoreError,
+};
+use mongodb::{
+    IndexModel,
+    bson::{Document, doc},
+    options::IndexOptions,
+};
+use store_mongo::{Collections, MongoOptions, MongoStores};
+
+use crate::support::{finish, stores};
+
+#[tokio::test]
+async fn ensure_indexes_is_idempotent_and_ping_answers() {
+    let Some(stores) = stores(
+        "store-mongo operations::ensure_indexes_is_idempotent",
+        Environment::Live,
+    )
+    .await
+    else {
+        return;
+    };
+    stores.ping().await.expect("ping");
+    let again = stores.ensure_indexes().await.expect("second run");
+    assert!(again.rejected.is_empty(), "{again:?}");
+    assert_eq!(again.ensured.len(), 5, "{again:?}");
+    let names: Vec<String> = stores
+        .database()
+        .collection::<Document>("idenfysessions")
+        .list_index_names()
+        .await
+        .expect("list indexes");
+    for name in [
+        "idenfyScanRef_1",
+        "scanRefHistory.scanRef_1",
+        "sigDigest_1_status_1_createdAt_-1",
+    ] {
+        assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+    }
+    finish(stores).await;
+}
+
+/// id-server's own (non-unique, sparse) `idenfyScanRef_1` already exists in a shared
+/// database: ours is refused, reported, and the rest still gets created.
+#[tokio::test]
+async fn a_refused_index_is_reported_not_fatal() {
+    let Some(stores) = stores(
+        "store-mongo operations::a_refused_index_is_reported_not_fatal",
+        Environment::Sandbox,
+    )
+    .await
+    else {
+        return;
+    };
+    // `stores()` already created our indexes in this database; start over like a database
+    // that only id-server has used.
+    let rows = stores
+        .database()
+        .collection::<Document>("sandboxidenfysessions");
+    rows.drop().await.expect("drop");
+    let legacy = IndexModel::builder()
+        .keys(doc! { "idenfyScanRef": 1 })
+        .options(
+            IndexOptions::builder()
+                .name("idenfyScanRef_1".to_owned())
+                .build(),
+        )
+        .build();
+    rows.create_index(legacy).await.expect("id-server's index");
+
+    let report = stores.ensure_indexes().await.expect("not fatal");
+    assert_eq!(report.rejected.len(), 1, "{report:?}");
+    assert_eq!(report.rejected[0].index, "idenfyScanRef_1");
+    assert_eq!(report.rejected[0].collection, "sandboxidenfysessions");
+    assert_eq!(report.ensured.len(), 4, "{report:?}");
+    finish(stores).await;
+}
+
+#[tokio::test]
+async fn environments_use_their_own_collections() {
+    let Some(live) = stores(
+        "store-mongo operations::environments_use_their_own_collections",
+        Environment::Live,
+    )
+    .await
+    else {
+        return;
+    };
+    let sandbox = live.for_environment(Environment::Sandbox);
+    assert_eq!(
+        sandbox.collections(),
+        Collections::for_environment(Environment::Sandbox)
+    );
+    let now = Utc::now();
+    let token = idenfy_core::MintedToken {
+        auth_token: idenfy_core::AuthToken::new("t"),
+        scan_ref: idenfy_core::ScanRef::new("scan-sandbox-only"),
+        redirect_url: "https://example.invalid".into(),
+        expires_at: None,
+        minted_at: now,
+    };
+    let row = IdenfyRow::new(
+        RowId::generate(now),
+        idenfy_core::SigDigest::from_stored("sig"),
+        Flow::GovId,
+        ParentId::generate(now),
+        &token,
+        now,
+    );
+    sandbox.rows().insert(&row).await.expect("insert");
+    assert!(sandbox.rows().get(&row.id).await.expect("get").is_some());
+    assert!(
+        live.rows().get(&row.id).await.expect("get").is_none(),
+        "live does not see sandbox rows"
+    );
+    let count = |name: &'static str| {
+        let collection = live.database().collection::<Document>(name);
+        async move { collection.count_documents(doc! {}).await.expect("count") }
+    };
+    assert_eq!(count("sandboxidenfysessions").await, 1);
+    assert_eq!(count("idenfysessions").await, 0);
+
+    let parent = idenfy_core::Parent {
+        id: ParentId::generate(now),
+        flow: Flow::CleanHands,
+        sig_digest: None,
+        status: idenfy_core::ParentStatus::InProgress,
+        idenfy_session_id: None,
+        failure_reason: None,
+        created_at: None,
+    };
+    sandbox.parents().insert(&parent).await.expect("insert");
+    assert_eq!(count("sandboxamlcheckssessions").await, 1);
+    assert_eq!(count("amlcheckssessions").await, 0);
+    assert!(live.intents().get("nothing").await.expect("get").is_none());
+    finish(live).await;
+}
+
+/// With nothing listening, every operation fails `Unavailable` after about the
+/// server-selection timeout instead of hanging.
+#[tokio::test]
+async fn an_unreachable_server_is_unavailable_quickly() {
+    // A port nothing listens on: bind, read the port, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let options = MongoOptions {
+        server_selection_timeout: Some(Duration::from_millis(500)),
+        ..MongoOptions::default()
+    };
+    let started = Instant::now();
+    let stores = MongoStores::connect(
+        &format!("mongodb://127.0.0.1:{port}/"),
+        "nowhere",
+        Environment::Live,
+        options,
+    )
+    .await
+    .expect("connect does not wait for the server");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "connect returned promptly"
+    );
+
+    let started = Instant::now();
+    let result = stores.rows().get(&RowId::generate(Utc::now())).await;
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+    let result = stores.ping().await;
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+    let result = stores
+        .parents()
+        .fail(Flow::GovId, &ParentId::generate(Utc::now()), "r")
+        .await;
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+    let result = stores.ensure_indexes().await;
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    stores.shutdown().await;
+}
+
+/// The per-operation timeout bounds an operation even when the server accepts the TCP
+/// connection and then never answers.
+#[tokio::test]
+async fn a_silent_server_hits_the_operation_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // Accept connections and keep them open without ever answering.
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let options = MongoOptions {
+        operation_timeout: Some(Duration::from_millis(700)),
+        server_selection_timeout: Some(Duration::from_secs(30)),
+        connect_timeout: Some(Duration::from_secs(30)),
+        ..MongoOptions::default()
+    };
+    let stores = MongoStores::connect(
+        &format!("mongodb://127.0.0.1:{port}/"),
+        "silent",
+        Environment::Live,
+        options,
+    )
+    .await
+    .expect("connect");
+    let started = Instant::now();
+    let result = stores.ping().await;
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    silent.abort();
+}
+
+/// FerretDB's updates are not atomic, so the stores serialise writes there (and only there).
+#[tokio::test]
+async fn writes_are_serialised_exactly_on_ferretdb() {
+    let Some(stores) = stores(
+        "store-mongo operations::writes_are_serialised_exactly_on_ferretdb",
+        Environment::Live,
+    )
+    .await
+    else {
+        return;
+    };
+    let info = stores
+        .database()
+        .run_command(doc! { "buildInfo": 1 })
+        .await
+        .expect("buildInfo");
+    let ferretdb = info.contains_key("ferretdbVersion");
+    assert_eq!(stores.serializes_writes().await.expect("detect"), ferretdb);
+    finish(stores).await;
+}
+
+/// Serialised mode (forced here, so this runs on MongoDB too): a mutex left by a crashed
+/// writer is broken once its lease passed; a live one makes the write wait, and give up
+/// `Unavailable` after the operation timeout rather than write unguarded.
+#[tokio::test]
+async fn serialised_writes_break_stale_mutexes_and_wait_for_live_ones() {
+    let Some(urls) = dev_services::urls_for_test(
+        "store-mongo operations::serialised_writes_break_stale_mutexes",
+    ) else {
+        return;
+    };
+    let options = MongoOptions {
+        serialize_writes: Some(true),
+        operation_timeout: Some(Duration::from_millis(800)),
+        ..crate::support::options()
+    };
+    let database = dev_services::unique_name(crate::support::DATABASE_PREFIX);
+    let stores = MongoStores::connect(&urls.mongodb_uri, &database, Environment::Live, options)
+        .await
+        .expect("connect");
+    assert!(stores.serializes_writes().await.expect("forced"));
+    let now = idenfy_core::conformance::fixtures::now();
+    let row = idenfy_core::conformance::fixtures::row(now);
+    stores.rows().insert(&row).await.expect("insert");
+    let locks = stores
+        .database()
+        .collection::<Document>(store_mongo::WRITE_LOCKS_COLLECTION);
+    let key = format!("idenfysessions:{}", row.id);
+    let past = mongodb::bson::DateTime::from_millis(
+        (now - chrono::TimeDelta::seconds(1)).timestamp_millis(),
+    );
+    locks
+        .insert_one(doc! { "_id": &key, "owner": "crashed", "expiresAt": past })
+        .await
+        .expect("a stale mutex");
+
+    let w = stores
+        .rows()
+        .claim_poll(&row.id, &row.scan_ref, now, now)
+        .await
+        .expect("poll");
+    assert_eq!(w, idenfy_core::Write::Applied, "the stale mutex was broken");
+    assert_eq!(
+        locks.count_documents(doc! {}).await.expect("count"),
+        0,
+        "and ours released"
+    );
+
+    let future = mongodb::bson::DateTime::from_millis(
+        (now + chrono::TimeDelta::seconds(60)).timestamp_millis(),
+    );
+    locks
+        .insert_one(doc! { "_id": &key, "owner": "alive", "expiresAt": future })
+        .await
+        .expect("a live mutex");
+    let started = Instant::now();
+    let later = now + chrono::TimeDelta::seconds(30);
+    let result = stores
+        .rows()
+        .claim_poll(&row.id, &row.scan_ref, later, later)
+        .await;
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "{result:?}"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(800) && waited < Duration::from_secs(3),
+        "waited {waited:?}"
+    );
+    let unchanged = stores.rows().get(&row.id).await.expect("get").expect("row");
+    assert_eq!(
+        unchanged.last_polled_at,
+        Some(now),
+        "nothing written without the mutex"
+    );
+    finish(stores).await;
+}
