@@ -35,7 +35,12 @@ async fn mint_sends_basic_auth_and_only_the_client_id_by_default() {
         minted.redirect_url,
         format!("https://ivs.idenfy.com/api/v2/redirect?authToken={AUTH_TOKEN}")
     );
-    insta::assert_json_snapshot!("mint_default_request", recorded_request(&server).await);
+    let request = recorded_request(&server).await;
+    // Sorted: key order must not depend on whether a build enables serde_json's
+    // `preserve_order` (bson does, in workspace builds).
+    insta::with_settings!({ sort_maps => true }, {
+        insta::assert_json_snapshot!("mint_default_request", request);
+    });
 }
 
 #[tokio::test]
@@ -61,7 +66,12 @@ async fn mint_sends_every_configured_option() {
 
     client_with(cfg).mint(&parent()).await.expect("minted");
 
-    insta::assert_json_snapshot!("mint_full_options_request", recorded_request(&server).await);
+    let request = recorded_request(&server).await;
+    // Sorted: key order must not depend on whether a build enables serde_json's
+    // `preserve_order` (bson does, in workspace builds).
+    insta::with_settings!({ sort_maps => true }, {
+        insta::assert_json_snapshot!("mint_full_options_request", request);
+    });
 }
 
 #[tokio::test]
