@@ -123,55 +123,5 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
-/// The `Idenfy-Event-Type` header.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum EventType {
-    /// Legacy: every outcome.
-    Identification,
-    /// Seconds after the user finishes; `final: false` when a manual review follows.
-    IdentificationAutoFinished,
-    /// After human review; always `final: true`.
-    IdentificationManualFinished,
-    IdentificationResubmitted,
-    /// Both spellings (`CANCELLED` in the OpenAPI, `CANCELED` on the dashboard) parse to this.
-    IdentificationCancelled,
-    IdentificationExpired,
-    DocumentExpiration,
-    /// Anything else, verbatim.
-    Other(String),
-}
-
-impl EventType {
-    pub fn parse(raw: &str) -> Self {
-        match raw.trim() {
-            "IDENTIFICATION" => Self::Identification,
-            "IDENTIFICATION_AUTO_FINISHED" => Self::IdentificationAutoFinished,
-            "IDENTIFICATION_MANUAL_FINISHED" => Self::IdentificationManualFinished,
-            "IDENTIFICATION_RESUBMITTED" => Self::IdentificationResubmitted,
-            "IDENTIFICATION_CANCELLED" | "IDENTIFICATION_CANCELED" => Self::IdentificationCancelled,
-            "IDENTIFICATION_EXPIRED" => Self::IdentificationExpired,
-            "DOCUMENT_EXPIRATION" => Self::DocumentExpiration,
-            other => Self::Other(other.to_owned()),
-        }
-    }
-
-    /// The header value (`IDENTIFICATION_CANCELLED` for either cancel spelling).
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Identification => "IDENTIFICATION",
-            Self::IdentificationAutoFinished => "IDENTIFICATION_AUTO_FINISHED",
-            Self::IdentificationManualFinished => "IDENTIFICATION_MANUAL_FINISHED",
-            Self::IdentificationResubmitted => "IDENTIFICATION_RESUBMITTED",
-            Self::IdentificationCancelled => "IDENTIFICATION_CANCELLED",
-            Self::IdentificationExpired => "IDENTIFICATION_EXPIRED",
-            Self::DocumentExpiration => "DOCUMENT_EXPIRATION",
-            Self::Other(raw) => raw,
-        }
-    }
-}
-
-impl fmt::Display for EventType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The `Idenfy-Event-Type` header: the one the webhook processor uses.
+pub use idenfy_core::webhook::EventType;

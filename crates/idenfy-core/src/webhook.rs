@@ -60,16 +60,22 @@ pub fn sign(key: &[u8], body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// `Idenfy-Event-Type` values.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The `Idenfy-Event-Type` header.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum EventType {
+    /// Legacy: every outcome.
     Identification,
+    /// Seconds after the user finishes; `final: false` when a manual review follows.
     AutoFinished,
+    /// After human review; always final.
     ManualFinished,
     Resubmitted,
+    /// Both spellings (`CANCELLED` in the OpenAPI, `CANCELED` on the dashboard).
     Cancelled,
     Expired,
+    /// About the ID document's validity, not the session.
     DocumentExpiration,
+    /// Anything else, verbatim.
     Other(String),
 }
 
@@ -85,6 +91,26 @@ impl EventType {
             "DOCUMENT_EXPIRATION" => Self::DocumentExpiration,
             other => Self::Other(other.to_owned()),
         }
+    }
+
+    /// The header value (`IDENTIFICATION_CANCELLED` for either cancel spelling).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Identification => "IDENTIFICATION",
+            Self::AutoFinished => "IDENTIFICATION_AUTO_FINISHED",
+            Self::ManualFinished => "IDENTIFICATION_MANUAL_FINISHED",
+            Self::Resubmitted => "IDENTIFICATION_RESUBMITTED",
+            Self::Cancelled => "IDENTIFICATION_CANCELLED",
+            Self::Expired => "IDENTIFICATION_EXPIRED",
+            Self::DocumentExpiration => "DOCUMENT_EXPIRATION",
+            Self::Other(raw) => raw,
+        }
+    }
+}
+
+impl std::fmt::Display for EventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

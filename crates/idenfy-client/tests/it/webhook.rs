@@ -106,23 +106,11 @@ fn payload_debug_shows_no_personal_data() {
 fn event_types_parse_both_cancel_spellings_and_keep_unknown_ones() {
     let known = [
         ("IDENTIFICATION", EventType::Identification),
-        (
-            "IDENTIFICATION_AUTO_FINISHED",
-            EventType::IdentificationAutoFinished,
-        ),
-        (
-            "IDENTIFICATION_MANUAL_FINISHED",
-            EventType::IdentificationManualFinished,
-        ),
-        (
-            "IDENTIFICATION_RESUBMITTED",
-            EventType::IdentificationResubmitted,
-        ),
-        (
-            "IDENTIFICATION_CANCELLED",
-            EventType::IdentificationCancelled,
-        ),
-        ("IDENTIFICATION_EXPIRED", EventType::IdentificationExpired),
+        ("IDENTIFICATION_AUTO_FINISHED", EventType::AutoFinished),
+        ("IDENTIFICATION_MANUAL_FINISHED", EventType::ManualFinished),
+        ("IDENTIFICATION_RESUBMITTED", EventType::Resubmitted),
+        ("IDENTIFICATION_CANCELLED", EventType::Cancelled),
+        ("IDENTIFICATION_EXPIRED", EventType::Expired),
         ("DOCUMENT_EXPIRATION", EventType::DocumentExpiration),
     ];
     for (raw, event) in known {
@@ -131,7 +119,7 @@ fn event_types_parse_both_cancel_spellings_and_keep_unknown_ones() {
     }
     assert_eq!(
         EventType::parse("IDENTIFICATION_CANCELED"),
-        EventType::IdentificationCancelled
+        EventType::Cancelled
     );
     let other = EventType::parse("VIDEO_CALL_FINISHED");
     assert_eq!(other, EventType::Other("VIDEO_CALL_FINISHED".into()));
