@@ -1,0 +1,126 @@
+//! The router: routes of PRODUCT.md §6–§7 (user routes also under `/sandbox`) and the
+//! middleware every request passes (request id, tracing, timeouts, panics, latency metric).
+
+pub mod error;
+pub mod identity;
+pub mod routes;
+
+use std::{any::Any, sync::Arc, time::Duration};
+
+use axum::{
+    Extension, Router,
+    body::Body,
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
+    http::StatusCode,
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use idenfy_core::Environment;
+use tower::ServiceBuilder;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::{DefaultOnRequest, DefaultOnResponse, TraceLayer},
+};
+use tracing::Level;
+
+use crate::state::{AppState, Service};
+use error::ApiError;
+
+/// Largest webhook body (id-server: 1 MB raw).
+pub const WEBHOOK_BODY_LIMIT: usize = 1 << 20;
+
+/// The routes that exist once per environment.
+fn environment_routes<S: Service>(
+    environment: Environment,
+    webhook_timeout: Duration,
+) -> Router<Arc<AppState<S>>> {
+    Router::new()
+        .route(
+            "/idenfy-sessions/{id}/status",
+            get(routes::session_status::<S>),
+        )
+        .route("/session-status/v2", get(routes::status_v2::<S>))
+        .route("/idenfy-sessions", get(routes::list::<S>))
+        .route(
+            "/idenfy/webhook",
+            post(routes::webhook::<S>)
+                .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT))
+                .layer(middleware::from_fn_with_state(webhook_timeout, deadline)),
+        )
+        .layer(Extension(environment))
+}
+
+/// The whole service, ready for `axum::serve` or `tower::ServiceExt::oneshot`.
+pub fn router<S: Service>(state: AppState<S>) -> Router {
+    let timeouts = state.timeouts;
+    let state = Arc::new(state);
+    Router::new()
+        .merge(environment_routes::<S>(Environment::Live, timeouts.webhook))
+        .nest(
+            "/sandbox",
+            environment_routes::<S>(Environment::Sandbox, timeouts.webhook),
+        )
+        .route("/internal/sessions", post(routes::create::<S>))
+        .route("/internal/sessions/{id}/idenfy", post(routes::ensure::<S>))
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz::<S>))
+        .route("/metrics", get(routes::metrics::<S>))
+        .route("/openapi.json", get(routes::openapi))
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .fallback(routes::not_found)
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(span)
+                        .on_request(DefaultOnRequest::new().level(Level::DEBUG))
+                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                )
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(middleware::from_fn(crate::metrics::track))
+                .layer(middleware::from_fn_with_state(timeouts.request, deadline))
+                .layer(CatchPanicLayer::custom(panicked)),
+        )
+}
+
+/// The request span: method, route template, path and request id. Never header values
+/// other than the request id, never the query (no tokens, no identity).
+fn span(request: &Request<Body>) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        route,
+        path = request.uri().path(),
+        request_id,
+    )
+}
+
+/// Answers 503 JSON when the handler takes longer than `limit`.
+async fn deadline(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(limit_ms = limit.as_millis() as u64, "request timed out");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Request timed out").into_response()
+        }
+    }
+}
+
+/// A panicking handler becomes 500 JSON; the payload is not shown to the client.
+fn panicked(_payload: Box<dyn Any + Send + 'static>) -> Response {
+    tracing::error!("request handler panicked");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error").into_response()
+}

@@ -1,0 +1,18 @@
+//! The idenfy-sessions HTTP service: configuration, wiring, the axum router, dev mode.
+//!
+//! - [`http::router`] builds the whole service for any [`state::Service`] (the six port
+//!   types of one environment's `Sessions`), so `serve`, `dev` and tests share it.
+//! - [`config`]: the command line and environment (clap), validated into [`config::ServeConfig`].
+//! - [`serve`]: production wiring (MongoDB, Valkey, iDenfy); [`dev`]: in-memory + idenfy-sim.
+
+pub mod config;
+pub mod dev;
+pub mod http;
+pub mod metrics;
+pub mod openapi;
+pub mod serve;
+pub mod state;
+pub mod telemetry;
+
+pub use http::router;
+pub use state::{AppState, Health, HealthProbe, Service, Timeouts};

@@ -1,0 +1,232 @@
+//! `idenfy-app serve`: production wiring (MongoDB, Valkey, the iDenfy API), the listener
+//! and graceful shutdown.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context;
+use idenfy_client::{ClientConfig, IdenfyClient, TokenOptions};
+use idenfy_core::{Environment, Sessions, Settings, SystemClock};
+use lock_valkey::{ValkeyLock, ValkeyOptions};
+use store_mongo::{MongoIntentStore, MongoOptions, MongoParentStore, MongoRowStore, MongoStores};
+use tokio::net::TcpListener;
+
+use crate::{
+    config::{Credentials, ServeConfig, Tuning},
+    http::error::chain,
+    state::{AppState, BoxFuture, Health, HealthProbe},
+};
+
+/// How long start-up waits for MongoDB before refusing to start.
+const STARTUP_PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `/readyz` waits for each service.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One production environment.
+pub type ProductionSessions = Sessions<
+    MongoRowStore,
+    MongoParentStore,
+    MongoIntentStore,
+    ValkeyLock,
+    IdenfyClient,
+    SystemClock,
+>;
+
+/// The settings of one environment from the validated configuration.
+pub fn settings(
+    environment: Environment,
+    redirect_base: &str,
+    credentials: &Credentials,
+    tuning: Tuning,
+) -> Settings {
+    let mut settings = Settings::new(environment, redirect_base, credentials.webhook_key.clone());
+    settings.recreation_cap = tuning.recreation_cap;
+    settings.lock_ttl = tuning.lock_ttl;
+    settings.poll_interval = tuning.poll_interval;
+    settings
+}
+
+/// An iDenfy client for one environment's credentials.
+pub fn client(
+    base_url: &str,
+    credentials: &Credentials,
+    token_options: &TokenOptions,
+) -> anyhow::Result<IdenfyClient> {
+    let mut config =
+        ClientConfig::new(credentials.api_key.expose(), credentials.api_secret.clone())
+            .with_base_url(base_url);
+    config.token_options = token_options.clone();
+    IdenfyClient::new(config).context("building the iDenfy client (IDENFY_BASE_URL)")
+}
+
+/// `/readyz` against the real services.
+#[derive(Debug)]
+struct Probe {
+    stores: MongoStores,
+    lock: ValkeyLock,
+}
+
+impl HealthProbe for Probe {
+    fn check(&self) -> BoxFuture<'_, Health> {
+        Box::pin(async move {
+            let (mongodb, valkey) = tokio::join!(
+                tokio::time::timeout(READY_TIMEOUT, self.stores.ping()),
+                tokio::time::timeout(READY_TIMEOUT, self.lock.ping()),
+            );
+            let mongodb = match mongodb {
+                Ok(Ok(())) => true,
+                Ok(Err(error)) => {
+                    tracing::warn!(error = %chain(&error), "readiness: MongoDB ping failed");
+                    false
+                }
+                Err(_) => {
+                    tracing::warn!("readiness: MongoDB ping timed out");
+                    false
+                }
+            };
+            Health {
+                mongodb,
+                valkey: matches!(valkey, Ok(Ok(()))),
+            }
+        })
+    }
+}
+
+/// Connects, checks, serves until SIGTERM or Ctrl-C, then closes the clients.
+pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
+    let metrics = crate::metrics::handle();
+
+    let stores = MongoStores::connect(
+        config.mongodb_uri.expose(),
+        &config.mongodb_database,
+        Environment::Live,
+        MongoOptions::default(),
+    )
+    .await
+    .map_err(|error| anyhow::anyhow!("MONGODB_URI: cannot connect: {}", chain(&error)))?;
+    match tokio::time::timeout(STARTUP_PING_TIMEOUT, stores.ping()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => anyhow::bail!(
+            "MongoDB (MONGODB_URI) is unreachable, refusing to start: {}",
+            chain(&error)
+        ),
+        Err(_) => anyhow::bail!(
+            "MongoDB (MONGODB_URI) did not answer within {:?}, refusing to start",
+            STARTUP_PING_TIMEOUT
+        ),
+    }
+    let mut environments = vec![Environment::Live];
+    if config.sandbox.is_some() {
+        environments.push(Environment::Sandbox);
+    }
+    for environment in environments {
+        match stores.for_environment(environment).ensure_indexes().await {
+            Ok(report) => tracing::info!(
+                environment = environment.as_str(),
+                ensured = report.ensured.len(),
+                rejected = report.rejected.len(),
+                "indexes ensured"
+            ),
+            Err(error) => anyhow::bail!("creating indexes failed: {}", chain(&error)),
+        }
+    }
+
+    let lock = ValkeyLock::connect(
+        config.valkey_url.expose(),
+        Environment::Live,
+        ValkeyOptions::default(),
+    )
+    .await
+    .map_err(|error| anyhow::anyhow!("VALKEY_URL: {}", chain(&error)))?;
+    if let Err(error) = lock.ping().await {
+        // The lock is an optimisation; the MongoDB claim is the guard against double mints.
+        tracing::warn!(
+            error = %chain(&error),
+            "Valkey is unreachable: starting degraded (recreate lock unavailable until it answers)"
+        );
+    }
+
+    let live = Sessions::new(
+        stores.rows(),
+        stores.parents(),
+        stores.intents(),
+        lock.clone(),
+        client(&config.idenfy_base_url, &config.live, &config.token_options)?,
+        SystemClock,
+        settings(
+            Environment::Live,
+            &config.idenfy_base_url,
+            &config.live,
+            config.tuning,
+        ),
+    );
+    let mut state = AppState::new(Arc::new(live), metrics)
+        .with_internal_token(config.internal_token.clone())
+        .with_health(Arc::new(Probe {
+            stores: stores.clone(),
+            lock: lock.clone(),
+        }));
+    if let Some(credentials) = &config.sandbox {
+        let sandbox_stores = stores.for_environment(Environment::Sandbox);
+        let sandbox = Sessions::new(
+            sandbox_stores.rows(),
+            sandbox_stores.parents(),
+            sandbox_stores.intents(),
+            lock.for_environment(Environment::Sandbox),
+            client(&config.idenfy_base_url, credentials, &config.token_options)?,
+            SystemClock,
+            settings(
+                Environment::Sandbox,
+                &config.idenfy_base_url,
+                credentials,
+                config.tuning,
+            ),
+        );
+        state = state.with_sandbox(Arc::new(sandbox));
+    }
+
+    let listener = TcpListener::bind(config.listen_addr)
+        .await
+        .with_context(|| format!("LISTEN_ADDR: cannot listen on {}", config.listen_addr))?;
+    let address = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(
+        %address,
+        sandbox = config.sandbox.is_some(),
+        "idenfy-app serving"
+    );
+    axum::serve(listener, crate::http::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("in-flight requests finished; closing MongoDB and Valkey clients");
+    lock.shutdown().await;
+    stores.shutdown().await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
+        () = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+}

@@ -1,0 +1,160 @@
+//! What every handler shares: the per-environment services, the service token, the health
+//! probe and the metrics handle.
+
+use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use idenfy_client::Secret;
+use idenfy_core::{
+    Clock, Environment, IdenfyApi, IntentStore, ParentStore, RecreateLock, RowStore, Sessions,
+};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+/// One environment's [`Sessions`], whatever its six port types are. The router is generic
+/// over this trait, so `serve` (MongoDB, Valkey, iDenfy), `dev` and the tests (in memory,
+/// idenfy-sim) share every line of HTTP code.
+pub trait Service: Send + Sync + 'static {
+    type Rows: RowStore;
+    type Parents: ParentStore;
+    type Intents: IntentStore;
+    type Lock: RecreateLock;
+    type Idenfy: IdenfyApi;
+    type Clock: Clock;
+
+    #[allow(clippy::type_complexity)]
+    fn sessions(
+        &self,
+    ) -> &Sessions<Self::Rows, Self::Parents, Self::Intents, Self::Lock, Self::Idenfy, Self::Clock>;
+}
+
+impl<R, P, I, L, A, C> Service for Sessions<R, P, I, L, A, C>
+where
+    R: RowStore,
+    P: ParentStore,
+    I: IntentStore,
+    L: RecreateLock,
+    A: IdenfyApi,
+    C: Clock,
+{
+    type Rows = R;
+    type Parents = P;
+    type Intents = I;
+    type Lock = L;
+    type Idenfy = A;
+    type Clock = C;
+
+    fn sessions(&self) -> &Self {
+        self
+    }
+}
+
+/// What `/readyz` reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Health {
+    /// MongoDB answered a ping (required for readiness).
+    pub mongodb: bool,
+    /// Valkey answered (optional: the lock is an optimisation).
+    pub valkey: bool,
+}
+
+/// A boxed future, for the one trait object below.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Checks the backing services for `/readyz`.
+pub trait HealthProbe: Send + Sync + 'static {
+    fn check(&self) -> BoxFuture<'_, Health>;
+}
+
+/// Always healthy: the in-memory adapters of `dev` and tests.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AlwaysUp;
+
+impl HealthProbe for AlwaysUp {
+    fn check(&self) -> BoxFuture<'_, Health> {
+        Box::pin(async {
+            Health {
+                mongodb: true,
+                valkey: true,
+            }
+        })
+    }
+}
+
+/// Time limits of the HTTP layer; past them the client gets 503 JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Webhooks: iDenfy waits 10 s, so answer well before (default 8 s).
+    pub webhook: Duration,
+    /// Every other request (default 15 s).
+    pub request: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            webhook: Duration::from_secs(8),
+            request: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Everything the router needs. Held in an `Arc` by axum.
+pub struct AppState<S> {
+    pub live: Arc<S>,
+    /// `None` when the sandbox credentials are not configured: sandbox routes answer 404.
+    pub sandbox: Option<Arc<S>>,
+    /// `Authorization: Bearer` of the internal routes; `None` refuses every call.
+    pub internal_token: Option<Secret>,
+    pub health: Arc<dyn HealthProbe>,
+    pub metrics: PrometheusHandle,
+    pub timeouts: Timeouts,
+}
+
+impl<S> AppState<S> {
+    pub fn new(live: Arc<S>, metrics: PrometheusHandle) -> Self {
+        Self {
+            live,
+            sandbox: None,
+            internal_token: None,
+            health: Arc::new(AlwaysUp),
+            metrics,
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    pub fn with_sandbox(mut self, sandbox: Arc<S>) -> Self {
+        self.sandbox = Some(sandbox);
+        self
+    }
+
+    pub fn with_internal_token(mut self, token: Secret) -> Self {
+        self.internal_token = Some(token);
+        self
+    }
+
+    pub fn with_health(mut self, health: Arc<dyn HealthProbe>) -> Self {
+        self.health = health;
+        self
+    }
+
+    /// The service of `environment`, if configured.
+    pub fn environment(&self, environment: Environment) -> Option<&Arc<S>> {
+        match environment {
+            Environment::Live => Some(&self.live),
+            Environment::Sandbox => self.sandbox.as_ref(),
+        }
+    }
+}
+
+impl<S> fmt::Debug for AppState<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppState")
+            .field("sandbox", &self.sandbox.is_some())
+            .field("internal_token", &self.internal_token)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,305 @@
+//! Failures below the HTTP layer: a store that goes down (503 / webhook 500, never a leak of
+//! the cause) and handlers slower than the route timeouts (503 JSON).
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use idenfy_app::{AppState, Timeouts, dev::memory_sessions};
+use idenfy_client::Secret;
+use idenfy_core::{
+    Claim, Environment, Flow, IdenfyRow, MintFailure, Nonce, OrphanedMint, Recreated,
+    RecreationLimits, RowId, RowStore, ScanRef, Sessions, SigDigest, StatusUpdate, StoreError,
+    Timestamp, VerificationStatus, Write,
+    memory::{MemoryRowStore, delay},
+};
+use idenfy_sim::{Sim, SimConfig};
+use insta::assert_json_snapshot;
+use serde_json::json;
+
+use crate::support::{TOKEN, USER, send};
+
+/// A [`RowStore`] that fails every call while `down` is set.
+#[derive(Clone, Debug)]
+struct Flaky {
+    inner: MemoryRowStore,
+    down: Arc<AtomicBool>,
+}
+
+impl Flaky {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(StoreError::Unavailable(
+                "connection refused by test-secret-host".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl RowStore for Flaky {
+    async fn get(&self, id: &RowId) -> Result<Option<IdenfyRow>, StoreError> {
+        self.check()?;
+        self.inner.get(id).await
+    }
+    async fn find_by_scan_ref(&self, s: &ScanRef) -> Result<Option<IdenfyRow>, StoreError> {
+        self.check()?;
+        self.inner.find_by_scan_ref(s).await
+    }
+    async fn find_by_superseded_scan_ref(
+        &self,
+        s: &ScanRef,
+    ) -> Result<Option<IdenfyRow>, StoreError> {
+        self.check()?;
+        self.inner.find_by_superseded_scan_ref(s).await
+    }
+    async fn insert(&self, row: &IdenfyRow) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.insert(row).await
+    }
+    async fn find_reusable(
+        &self,
+        sig: &SigDigest,
+        flow: Flow,
+        since: Timestamp,
+    ) -> Result<Option<IdenfyRow>, StoreError> {
+        self.check()?;
+        self.inner.find_reusable(sig, flow, since).await
+    }
+    async fn list_recent(
+        &self,
+        sig: &SigDigest,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<IdenfyRow>, StoreError> {
+        self.check()?;
+        self.inner.list_recent(sig, since, limit).await
+    }
+    async fn claim_poll(
+        &self,
+        id: &RowId,
+        s: &ScanRef,
+        due: Timestamp,
+        now: Timestamp,
+    ) -> Result<Write, StoreError> {
+        self.check()?;
+        self.inner.claim_poll(id, s, due, now).await
+    }
+    async fn apply_status(
+        &self,
+        id: &RowId,
+        s: &ScanRef,
+        u: &StatusUpdate,
+        now: Timestamp,
+    ) -> Result<Option<IdenfyRow>, StoreError> {
+        self.check()?;
+        self.inner.apply_status(id, s, u, now).await
+    }
+    async fn mark_expired(
+        &self,
+        id: &RowId,
+        s: &ScanRef,
+        now: Timestamp,
+    ) -> Result<Write, StoreError> {
+        self.check()?;
+        self.inner.mark_expired(id, s, now).await
+    }
+    async fn claim_recreation(
+        &self,
+        id: &RowId,
+        s: &ScanRef,
+        l: RecreationLimits,
+        c: &Claim,
+        now: Timestamp,
+    ) -> Result<Write, StoreError> {
+        self.check()?;
+        self.inner.claim_recreation(id, s, l, c, now).await
+    }
+    async fn release_claim(
+        &self,
+        id: &RowId,
+        c: &Nonce,
+        f: &MintFailure,
+        now: Timestamp,
+    ) -> Result<Write, StoreError> {
+        self.check()?;
+        self.inner.release_claim(id, c, f, now).await
+    }
+    async fn persist_recreation(
+        &self,
+        id: &RowId,
+        s: &ScanRef,
+        c: &Nonce,
+        r: &Recreated,
+        now: Timestamp,
+    ) -> Result<Write, StoreError> {
+        self.check()?;
+        self.inner.persist_recreation(id, s, c, r, now).await
+    }
+    async fn record_orphaned_mint(
+        &self,
+        id: &RowId,
+        o: &OrphanedMint,
+    ) -> Result<Write, StoreError> {
+        self.check()?;
+        self.inner.record_orphaned_mint(id, o).await
+    }
+    async fn give_up(
+        &self,
+        id: &RowId,
+        s: &ScanRef,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Write, StoreError> {
+        self.check()?;
+        self.inner.give_up(id, s, reason, now).await
+    }
+    async fn update_superseded(
+        &self,
+        id: &RowId,
+        s: &ScanRef,
+        v: &VerificationStatus,
+        f: bool,
+    ) -> Result<Write, StoreError> {
+        self.check()?;
+        self.inner.update_superseded(id, s, v, f).await
+    }
+}
+
+async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    base
+}
+
+#[tokio::test]
+async fn a_store_outage_is_503_and_a_webhook_500_without_details() {
+    let sim = Sim::start(SimConfig::default()).await.expect("sim");
+    let template = memory_sessions(&sim, Environment::Live, Duration::from_millis(1)).expect("s");
+    let down = Arc::new(AtomicBool::new(false));
+    let sessions = Sessions::new(
+        Flaky {
+            inner: MemoryRowStore::new(),
+            down: down.clone(),
+        },
+        template.parents,
+        template.intents,
+        template.lock,
+        template.idenfy,
+        template.clock,
+        template.settings,
+    );
+    let state = AppState::new(Arc::new(sessions), idenfy_app::metrics::handle())
+        .with_internal_token(Secret::new(TOKEN));
+    let base = serve(idenfy_app::router(state)).await;
+    let http = reqwest::Client::new();
+    let (code, created) = send(
+        http.post(format!("{base}/internal/sessions"))
+            .bearer_auth(TOKEN)
+            .json(&json!({ "sigDigest": USER, "flow": "gov-id" })),
+    )
+    .await;
+    assert_eq!(code, 201, "{created}");
+    let row = created["idenfySessionId"].as_str().expect("row id");
+    let scan_ref = created["idenfy"]["idenfyScanRef"]
+        .as_str()
+        .expect("scanRef");
+
+    down.store(true, Ordering::SeqCst);
+    let (code, body) = send(
+        http.get(format!("{base}/idenfy-sessions/{row}/status"))
+            .header("X-Holo-User-Id", USER),
+    )
+    .await;
+    assert_eq!(code, 503);
+    assert_json_snapshot!("store_down_status", body);
+    let (code, body) = send(
+        http.get(format!("{base}/idenfy-sessions"))
+            .header("X-Holo-User-Id", USER),
+    )
+    .await;
+    assert_eq!(code, 503);
+    assert_eq!(body, json!({ "error": "Service temporarily unavailable" }));
+    let (code, body) = send(
+        http.post(format!("{base}/internal/sessions"))
+            .bearer_auth(TOKEN)
+            .json(&json!({ "sigDigest": "someone-else", "flow": "gov-id" })),
+    )
+    .await;
+    assert_eq!(code, 503, "{body}");
+    assert!(!body.to_string().contains("test-secret-host"));
+
+    let payload = serde_json::to_vec(&json!({
+        "final": true, "scanRef": scan_ref, "status": { "overall": "APPROVED" }
+    }))
+    .expect("json");
+    let signature =
+        idenfy_core::webhook::sign(sim.config().webhook_signing_key.as_bytes(), &payload);
+    let (code, body) = send(
+        http.post(format!("{base}/idenfy/webhook"))
+            .header("Idenfy-Signature", signature)
+            .body(payload),
+    )
+    .await;
+    assert_eq!(code, 500, "iDenfy must retry");
+    assert_json_snapshot!("store_down_webhook", body);
+}
+
+#[tokio::test]
+async fn slow_handlers_answer_503_json_within_the_route_timeouts() {
+    let sim = Sim::start(SimConfig::default()).await.expect("sim");
+    let template = memory_sessions(&sim, Environment::Live, Duration::from_millis(1)).expect("s");
+    let sessions = Sessions::new(
+        MemoryRowStore::new().with_delay(delay(|| tokio::time::sleep(Duration::from_millis(500)))),
+        template.parents,
+        template.intents,
+        template.lock,
+        template.idenfy,
+        template.clock,
+        template.settings,
+    );
+    let state =
+        AppState::new(Arc::new(sessions), idenfy_app::metrics::handle()).with_timeouts(Timeouts {
+            webhook: Duration::from_millis(100),
+            request: Duration::from_millis(200),
+        });
+    let base = serve(idenfy_app::router(state)).await;
+    let http = reqwest::Client::new();
+
+    let payload = br#"{"scanRef":"anything","status":{"overall":"APPROVED"}}"#.to_vec();
+    let signature =
+        idenfy_core::webhook::sign(sim.config().webhook_signing_key.as_bytes(), &payload);
+    let started = std::time::Instant::now();
+    let (code, body) = send(
+        http.post(format!("{base}/idenfy/webhook"))
+            .header("Idenfy-Signature", signature)
+            .body(payload),
+    )
+    .await;
+    assert_eq!(code, 503);
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "the webhook limit applies"
+    );
+    assert_json_snapshot!("timeout", body);
+
+    let (code, body) = send(
+        http.get(format!(
+            "{base}/idenfy-sessions/0123456789abcdef01234567/status"
+        ))
+        .header("X-Holo-User-Id", USER),
+    )
+    .await;
+    assert_eq!(code, 503);
+    assert_eq!(body, json!({ "error": "Request timed out" }));
+}

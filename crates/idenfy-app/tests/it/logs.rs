@@ -1,0 +1,177 @@
+//! Log hygiene: a full flow with every log line captured at TRACE, then a search for every
+//! secret the flow handled.
+
+use std::{
+    io::Write,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use idenfy_sim::SimConfig;
+use serde_json::json;
+use tracing_subscriber::{EnvFilter, fmt::MakeWriter, layer::SubscriberExt};
+
+use crate::support::{Options, TOKEN, TestApp, send};
+
+/// Everything written by the subscriber.
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Buffer {
+    type Writer = Buffer;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Buffer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(
+            &self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+        .into_owned()
+    }
+}
+
+// current_thread: every task of the app, the simulator and reqwest runs on this thread,
+// so the thread-local subscriber sees all of them.
+#[tokio::test(flavor = "current_thread")]
+async fn no_secret_reaches_the_logs_at_trace_level() {
+    let buffer = Buffer::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(EnvFilter::new("trace"))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(buffer.clone())
+                .with_ansi(false),
+        )
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(true)
+                .with_span_list(true)
+                .with_writer(buffer.clone()),
+        );
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let api_key = "it-api-key-QUOKKA";
+    let api_secret = "it-api-secret-PANGOLIN";
+    let signing_key = "it-signing-key-NARWHAL";
+    let user = "identity-value-AXOLOTL";
+    let marker = "webhook-body-content-OKAPI";
+    let app = TestApp::with(Options {
+        webhooks: true,
+        poll_interval: Duration::from_millis(50),
+        sim: SimConfig {
+            api_key: api_key.to_owned(),
+            api_secret: api_secret.to_owned(),
+            webhook_signing_key: signing_key.to_owned(),
+            ..SimConfig::default()
+        },
+        ..Options::default()
+    })
+    .await;
+
+    let (code, body) = app.create(user, Some("log-flow-1")).await;
+    assert_eq!(code, 201, "{body}");
+    let created = crate::support::Created::from(&body);
+    let (code, _) = app.status(&created.row, user).await;
+    assert_eq!(code, 200);
+    assert!(app.sim.expire_token(&created.scan_ref));
+    let recovered = app
+        .status_until(&created.row, user, |b| {
+            b["idenfyScanRef"]
+                .as_str()
+                .is_some_and(|s| s != created.scan_ref)
+        })
+        .await;
+    let new_scan_ref = recovered["idenfyScanRef"]
+        .as_str()
+        .expect("scanRef")
+        .to_owned();
+    let new_token = recovered["idenfyAuthToken"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+
+    // A signed webhook whose body carries a marker (and personal data) that must not be logged.
+    let payload = serde_json::to_vec(&json!({
+        "final": false,
+        "scanRef": new_scan_ref,
+        "clientId": created.parent,
+        "status": { "overall": "REVIEWING" },
+        "data": { "docFirstName": marker, "docLastName": marker }
+    }))
+    .expect("json");
+    let (code, _) = app.webhook("", &payload).await;
+    assert_eq!(code, 200);
+
+    assert!(
+        app.sim
+            .decide(&new_scan_ref, idenfy_sim::Outcome::Approve)
+            .await
+    );
+    app.status_until(&created.row, user, |b| {
+        b["idenfyVerificationStatus"] == "APPROVED"
+    })
+    .await;
+    let (code, _) = app.get("/idenfy-sessions", Some(user)).await;
+    assert_eq!(code, 200);
+    // A wrong token and a bad signature are logged as refusals, without the values.
+    let (code, _) = send(
+        app.http
+            .post(app.url("/internal/sessions"))
+            .bearer_auth("wrong-token-value-MEERKAT")
+            .json(&json!({ "sigDigest": user, "flow": "gov-id" })),
+    )
+    .await;
+    assert_eq!(code, 401);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let logs = buffer.text();
+    let basic_auth = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("{api_key}:{api_secret}"))
+    };
+    assert!(
+        logs.len() > 1_000,
+        "the flow was logged: {} bytes",
+        logs.len()
+    );
+    assert!(
+        logs.contains(&new_scan_ref),
+        "scanRefs are logged (not secret)"
+    );
+    for (what, secret) in [
+        ("first auth token", created.token.as_str()),
+        ("recovered auth token", new_token.as_str()),
+        ("API key", api_key),
+        ("API secret", api_secret),
+        ("Basic auth header", basic_auth.as_str()),
+        ("webhook signing key", signing_key),
+        ("internal service token", TOKEN),
+        ("rejected token", "wrong-token-value-MEERKAT"),
+        ("identity", user),
+        ("webhook body content", marker),
+    ] {
+        assert!(!logs.contains(secret), "{what} leaked into the logs");
+    }
+}
