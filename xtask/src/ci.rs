@@ -4,7 +4,8 @@ use dev_services::Backend;
 
 use crate::shell::{self, Phases, cargo};
 
-/// fmt, clippy, cargo-deny (installed on first use), then the tests against real services.
+/// fmt, clippy, cargo-deny (installed on first use), then the tests against real services,
+/// then `bench --quick` and `chaos --quick`.
 /// Stops at the first failing phase; prints each phase's time and a summary either way.
 pub(crate) async fn run(backend: Backend) -> anyhow::Result<()> {
     let mut phases = Phases::new();
@@ -33,6 +34,25 @@ async fn all(phases: &mut Phases, backend: Backend) -> anyhow::Result<()> {
     phases.run("deny", deny()).await?;
     phases
         .run("test", crate::run_tests::run(backend, &[]))
+        .await?;
+    // Small measurement and fault runs, so that neither command rots.
+    phases
+        .run(
+            "bench",
+            crate::bench::run(crate::bench::Args {
+                quick: true,
+                backend,
+            }),
+        )
+        .await?;
+    phases
+        .run(
+            "chaos",
+            crate::chaos::run(crate::chaos::Args {
+                quick: true,
+                backend,
+            }),
+        )
         .await?;
     Ok(())
 }

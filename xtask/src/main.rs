@@ -2,10 +2,14 @@
 //!
 //! A thin dispatcher; each subcommand lives in its own module. Run `cargo xtask` for help.
 
+mod bench;
+mod chaos;
 mod ci;
+mod load;
 mod run_tests;
 mod services;
 mod shell;
+mod stack;
 #[cfg(test)]
 mod tidy;
 
@@ -43,21 +47,18 @@ enum Command {
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
-    /// Everything CI checks: fmt, clippy, cargo-deny, then the tests (as `test`).
+    /// Everything CI checks: fmt, clippy, cargo-deny, the tests (as `test`), then
+    /// `bench --quick` and `chaos --quick`.
     Ci {
         #[command(flatten)]
         backend: BackendArg,
     },
-    /// Benchmarks against the real services (not yet implemented).
-    Bench {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
-    /// Fault-injection runs against the real services (not yet implemented).
-    Chaos {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// Measure the cached poll path, a herd, reconciling and memory on the real stack;
+    /// prints a table and writes target/bench/report.md.
+    Bench(bench::Args),
+    /// Fault-injection runs on the real stack (Valkey, FerretDB, iDenfy, app crashes,
+    /// webhook storms); PASS/FAIL per scenario.
+    Chaos(chaos::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,12 +99,8 @@ async fn main() -> std::process::ExitCode {
             cargo_args,
         } => run_tests::run(backend.backend, &cargo_args).await,
         Command::Ci { backend } => ci::run(backend.backend).await,
-        Command::Bench { .. } => Err(anyhow::anyhow!(
-            "`cargo xtask bench` is not yet implemented"
-        )),
-        Command::Chaos { .. } => Err(anyhow::anyhow!(
-            "`cargo xtask chaos` is not yet implemented"
-        )),
+        Command::Bench(args) => bench::run(args).await,
+        Command::Chaos(args) => chaos::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

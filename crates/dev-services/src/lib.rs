@@ -3,7 +3,8 @@
 //! Two audiences use this crate:
 //! - `xtask` provisions and drives the servers: [`install`], [`up`], [`down`], [`status`].
 //! - Integration tests (as a dev-dependency) find them: [`urls_for_test`], [`unique_name`],
-//!   and [`ValkeyControl`] to stop and restart the local Valkey half-way through a test.
+//!   and [`ValkeyControl`] / [`FerretDbControl`] to stop and restart the local servers
+//!   half-way through a test or a chaos run.
 //!
 //! Where the servers come from is a [`Backend`]: URLs given in the environment, containers
 //! through testcontainers (feature `docker`), or local processes (FerretDB on SQLite and
@@ -29,7 +30,7 @@ pub use install::{FERRETDB_VERSION, Tools, install};
 pub use layout::Layout;
 pub use services::{Up, down, down_in, status, up, up_in};
 pub use state::{ServiceState, State};
-pub use testing::{ValkeyControl, unique_name, urls_for_test};
+pub use testing::{FerretDbControl, ValkeyControl, unique_name, urls_for_test};
 
 /// Environment variable naming the MongoDB connection string tests use.
 pub const MONGODB_URI_VAR: &str = "MONGODB_URI";

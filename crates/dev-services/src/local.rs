@@ -117,19 +117,7 @@ async fn start_ferretdb(layout: &Layout, tools: &Tools) -> Result<ServiceState> 
     ];
     let log = dir.join("ferretdb.log");
     let url = format!("mongodb://127.0.0.1:{port}/");
-    let pid = spawn_detached(&command, &log)?;
-    write_pid_file(&log, FERRETDB_PROGRAM, pid)?;
-    let ready = wait_until(
-        "ferretdb",
-        FERRETDB_READY_WITHIN,
-        || is_alive(pid),
-        || mongo_ping(&url, Duration::from_secs(2)),
-    )
-    .await;
-    if let Err(error) = ready {
-        let _ = terminate(pid, FERRETDB_PROGRAM, STOP_GRACE).await;
-        return Err(with_log(error, &log));
-    }
+    let pid = start_ferretdb_process(&command, &log, &url).await?;
     let version = crate::install::ferretdb_version(&tools.ferretdb)?;
     Ok(ServiceState {
         url,
@@ -140,6 +128,29 @@ async fn start_ferretdb(layout: &Layout, tools: &Tools) -> Result<ServiceState> 
         command,
         log: Some(log),
     })
+}
+
+/// Spawns FerretDB with `command` (keeping whatever data its directory holds) and waits
+/// until it answers `ping` on `url`.
+pub(crate) async fn start_ferretdb_process(
+    command: &[String],
+    log: &Path,
+    url: &str,
+) -> Result<u32> {
+    let pid = spawn_detached(command, log)?;
+    write_pid_file(log, FERRETDB_PROGRAM, pid)?;
+    let ready = wait_until(
+        "ferretdb",
+        FERRETDB_READY_WITHIN,
+        || is_alive(pid),
+        || mongo_ping(url, Duration::from_secs(2)),
+    )
+    .await;
+    if let Err(error) = ready {
+        let _ = terminate(pid, FERRETDB_PROGRAM, STOP_GRACE).await;
+        return Err(with_log(error, log));
+    }
+    Ok(pid)
 }
 
 /// The pid file next to a server's log. Written right after spawning, before readiness, so

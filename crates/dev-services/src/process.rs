@@ -110,6 +110,26 @@ pub(crate) async fn terminate(pid: u32, program: &str, grace: Duration) -> Resul
     }
 }
 
+/// SIGKILL (no grace: a crash, as chaos runs want it) and wait until the process is gone.
+/// A pid that no longer runs `program` is treated as already gone.
+pub(crate) async fn kill(pid: u32, program: &str) -> Result<()> {
+    if !is_alive(pid) || !runs(pid, program) {
+        return Ok(());
+    }
+    let raw = i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| Error::Setup(format!("invalid pid {pid}")))?;
+    let _ = rustix::process::kill_process(raw, Signal::KILL);
+    if wait_gone(pid, Duration::from_secs(5)).await {
+        Ok(())
+    } else {
+        Err(Error::Setup(format!(
+            "{program} (pid {pid}) is still alive after SIGKILL"
+        )))
+    }
+}
+
 async fn wait_gone(pid: u32, within: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + within;
     loop {

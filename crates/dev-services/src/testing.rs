@@ -1,18 +1,20 @@
 //! Helpers for integration tests: finding the services, naming per-test databases and keys,
-//! and stopping/restarting the local Valkey.
+//! and stopping/restarting the local Valkey and FerretDB.
 
 use std::hash::{BuildHasher, Hasher};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::backend::external_urls;
 use crate::layout::non_empty_var;
-use crate::local::{STOP_GRACE, VALKEY_PROGRAM, start_valkey};
-use crate::process::{is_alive, terminate};
+use crate::local::{
+    FERRETDB_PROGRAM, STOP_GRACE, VALKEY_PROGRAM, start_ferretdb_process, start_valkey,
+};
+use crate::process::{is_alive, kill, terminate};
 use crate::{
-    Backend, Error, Layout, MONGODB_URI_VAR, REQUIRE_SERVICES_VAR, Result, ServiceUrls, State,
-    VALKEY_URL_VAR,
+    Backend, Error, Layout, MONGODB_URI_VAR, REQUIRE_SERVICES_VAR, Result, ServiceState,
+    ServiceUrls, State, VALKEY_URL_VAR,
 };
 
 /// The servers `test` should use: `MONGODB_URI` and `VALKEY_URL` from the environment, else
@@ -94,73 +96,204 @@ pub fn unique_name(prefix: &str) -> String {
 /// Every test in the run shares that Valkey: a test using this should be the only one
 /// touching Valkey while it is down (run it in its own binary, or serialise such tests).
 #[derive(Debug)]
-pub struct ValkeyControl {
-    state_file: PathBuf,
-    url: String,
-}
+pub struct ValkeyControl(Control);
 
 impl ValkeyControl {
     /// The Valkey that `cargo xtask services up` (or `cargo xtask test`) started.
     /// An `Unsupported` error on the external and docker backends.
     pub fn from_state() -> Result<ValkeyControl> {
-        let state_file = Layout::from_env().state_file;
-        let state = State::load(&state_file)?.ok_or_else(|| Error::NoState(state_file.clone()))?;
-        if state.backend != Backend::Local {
-            return Err(Error::Unsupported {
-                backend: state.backend,
-                what: "stopping and restarting Valkey",
-            });
-        }
-        if let Some(url) = non_empty_var(VALKEY_URL_VAR)
-            && url != state.valkey.url
-        {
-            return Err(Error::Unsupported {
-                backend: Backend::External,
-                what: "stopping and restarting a Valkey named by VALKEY_URL",
-            });
-        }
-        Ok(ValkeyControl {
-            state_file,
-            url: state.valkey.url,
-        })
+        Self::from_state_file(&Layout::from_env().state_file)
+    }
+
+    /// The Valkey recorded in `state_file` (e.g. of an isolated [`Layout`]).
+    pub fn from_state_file(state_file: &Path) -> Result<ValkeyControl> {
+        Control::new(state_file, Server::Valkey).map(ValkeyControl)
     }
 
     /// The Valkey URL (unchanged across stop and start).
     pub fn url(&self) -> &str {
-        &self.url
+        &self.0.url
     }
 
     /// Whether the Valkey process currently runs.
     pub fn is_running(&self) -> Result<bool> {
-        let state = self.load()?;
-        Ok(state.valkey.pid.is_some_and(is_alive))
+        self.0.is_running()
     }
 
     /// SIGTERM, then waits until the process is gone (SIGKILL after a grace period).
     pub async fn stop(&self) -> Result<()> {
-        let mut state = self.load()?;
-        if let Some(pid) = state.valkey.pid {
-            terminate(pid, VALKEY_PROGRAM, STOP_GRACE).await?;
-        }
-        state.valkey.pid = None;
-        state.save(&self.state_file)
+        self.0.stop(false).await
+    }
+
+    /// SIGKILL at once (a crash), and waits until the process is gone.
+    pub async fn kill(&self) -> Result<()> {
+        self.0.stop(true).await
     }
 
     /// Starts Valkey again with the recorded command line and waits for `PING`.
     /// Does nothing if it is already running.
     pub async fn start(&self) -> Result<()> {
+        self.0.start().await
+    }
+}
+
+/// Stops and restarts the local FerretDB recorded in the state file, on the same port, with
+/// the same command line and the same data, so a run can exercise "the database went away".
+///
+/// Every test in the run shares that server: whoever stops it should be the only user
+/// while it is down.
+#[derive(Debug)]
+pub struct FerretDbControl(Control);
+
+impl FerretDbControl {
+    /// The FerretDB that `cargo xtask services up` (or `cargo xtask test`) started.
+    /// An `Unsupported` error on the external and docker backends.
+    pub fn from_state() -> Result<FerretDbControl> {
+        Self::from_state_file(&Layout::from_env().state_file)
+    }
+
+    /// The FerretDB recorded in `state_file` (e.g. of an isolated [`Layout`]).
+    pub fn from_state_file(state_file: &Path) -> Result<FerretDbControl> {
+        Control::new(state_file, Server::FerretDb).map(FerretDbControl)
+    }
+
+    /// The MongoDB connection string (unchanged across stop and start).
+    pub fn url(&self) -> &str {
+        &self.0.url
+    }
+
+    /// Whether the FerretDB process currently runs.
+    pub fn is_running(&self) -> Result<bool> {
+        self.0.is_running()
+    }
+
+    /// SIGTERM, then waits until the process is gone (SIGKILL after a grace period).
+    pub async fn stop(&self) -> Result<()> {
+        self.0.stop(false).await
+    }
+
+    /// SIGKILL at once (a crash), and waits until the process is gone.
+    pub async fn kill(&self) -> Result<()> {
+        self.0.stop(true).await
+    }
+
+    /// Starts FerretDB again with the recorded command line (keeping its data) and waits
+    /// until it answers `ping`. Does nothing if it is already running.
+    pub async fn start(&self) -> Result<()> {
+        self.0.start().await
+    }
+}
+
+/// Which recorded server a control drives.
+#[derive(Clone, Copy, Debug)]
+enum Server {
+    Valkey,
+    FerretDb,
+}
+
+impl Server {
+    fn program(self) -> &'static str {
+        match self {
+            Server::Valkey => VALKEY_PROGRAM,
+            Server::FerretDb => FERRETDB_PROGRAM,
+        }
+    }
+
+    fn service(self, state: &mut State) -> &mut ServiceState {
+        match self {
+            Server::Valkey => &mut state.valkey,
+            Server::FerretDb => &mut state.mongodb,
+        }
+    }
+}
+
+/// Stop and start of one server of a local state file; the state file always names the
+/// running process (or none), so that `down` stops a restarted server too.
+#[derive(Debug)]
+struct Control {
+    state_file: PathBuf,
+    url: String,
+    server: Server,
+}
+
+impl Control {
+    fn new(state_file: &Path, server: Server) -> Result<Control> {
+        let mut state =
+            State::load(state_file)?.ok_or_else(|| Error::NoState(state_file.to_path_buf()))?;
+        if state.backend != Backend::Local {
+            return Err(Error::Unsupported {
+                backend: state.backend,
+                what: match server {
+                    Server::Valkey => "stopping and restarting Valkey",
+                    Server::FerretDb => "stopping and restarting FerretDB",
+                },
+            });
+        }
+        let (var, what) = match server {
+            Server::Valkey => (
+                VALKEY_URL_VAR,
+                "stopping and restarting a Valkey named by VALKEY_URL",
+            ),
+            Server::FerretDb => (
+                MONGODB_URI_VAR,
+                "stopping and restarting a server named by MONGODB_URI",
+            ),
+        };
+        let url = server.service(&mut state).url.clone();
+        if let Some(given) = non_empty_var(var)
+            && given != url
+        {
+            return Err(Error::Unsupported {
+                backend: Backend::External,
+                what,
+            });
+        }
+        Ok(Control {
+            state_file: state_file.to_path_buf(),
+            url,
+            server,
+        })
+    }
+
+    fn is_running(&self) -> Result<bool> {
         let mut state = self.load()?;
-        if state.valkey.pid.is_some_and(is_alive) {
+        Ok(self.server.service(&mut state).pid.is_some_and(is_alive))
+    }
+
+    async fn stop(&self, crash: bool) -> Result<()> {
+        let mut state = self.load()?;
+        let program = self.server.program();
+        if let Some(pid) = self.server.service(&mut state).pid {
+            if crash {
+                kill(pid, program).await?;
+            } else {
+                terminate(pid, program, STOP_GRACE).await?;
+            }
+        }
+        self.server.service(&mut state).pid = None;
+        state.save(&self.state_file)
+    }
+
+    async fn start(&self) -> Result<()> {
+        let mut state = self.load()?;
+        let service = self.server.service(&mut state);
+        if service.pid.is_some_and(is_alive) {
             return Ok(());
         }
-        let log = state.valkey.log.clone().ok_or_else(|| {
+        let log = service.log.clone().ok_or_else(|| {
             Error::Setup(format!(
-                "no Valkey log path in {}",
+                "no {} log path in {}",
+                self.server.program(),
                 self.state_file.display()
             ))
         })?;
-        let pid = start_valkey(&state.valkey.command, &log, &state.valkey.url).await?;
-        state.valkey.pid = Some(pid);
+        let pid = match self.server {
+            Server::Valkey => start_valkey(&service.command, &log, &service.url).await?,
+            Server::FerretDb => {
+                start_ferretdb_process(&service.command, &log, &service.url).await?
+            }
+        };
+        service.pid = Some(pid);
         state.save(&self.state_file)
     }
 

@@ -1,0 +1,887 @@
+//! `cargo xtask chaos [--quick]`: fault-injection runs on the real stack (FerretDB, Valkey,
+//! idenfy-sim, three `idenfy-app` processes). Each scenario prints PASS or FAIL with its
+//! figures; any FAIL makes the command fail.
+//!
+//! Scenarios: webhook storms, iDenfy token-call faults and the recreation cap, Valkey killed
+//! during a herd, Valkey restarted, FerretDB stopped during polling, and an app SIGKILLed
+//! between mint and persist.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use dev_services::Backend;
+use futures::StreamExt;
+use idenfy_sim::{Endpoint, Fault};
+use rand::seq::SliceRandom;
+
+use crate::bench::{decision_body, herd};
+use crate::load;
+use crate::stack::{self, AppSettings, Created, Polled, Server, Services, Stack, doc_int};
+
+/// `cargo xtask chaos` options.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Small sizes and a debug build (what `cargo xtask ci` runs).
+    #[arg(long)]
+    pub(crate) quick: bool,
+    /// Where the servers come from: auto, external, docker or local (stopping servers needs
+    /// local).
+    #[arg(long, env = dev_services::BACKEND_VAR, default_value = "auto", value_parser = crate::parse_backend)]
+    pub(crate) backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+struct Sizes {
+    quick: bool,
+    webhook_rows: usize,
+    fault_rows: usize,
+    herd_rows: usize,
+    herd_pollers: usize,
+    ferret_rows: usize,
+    ferret_rate: u32,
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Sizes {
+        if quick {
+            Sizes {
+                quick,
+                webhook_rows: 20,
+                fault_rows: 4,
+                herd_rows: 6,
+                herd_pollers: 8,
+                ferret_rows: 8,
+                ferret_rate: 40,
+            }
+        } else {
+            Sizes {
+                quick,
+                webhook_rows: 100,
+                fault_rows: 10,
+                herd_rows: 30,
+                herd_pollers: 16,
+                ferret_rows: 20,
+                ferret_rate: 150,
+            }
+        }
+    }
+}
+
+/// Deliveries per row in the webhook scenario (1000 in full, 200 in quick).
+const DELIVERIES_PER_ROW: usize = 10;
+/// The recreation cap the apps run with, small so that the cap is reached quickly.
+const CAP: u32 = 2;
+
+/// One scenario's verdict and figures.
+#[derive(Debug)]
+struct Verdict {
+    name: &'static str,
+    pass: bool,
+    figures: Vec<(String, String)>,
+    problems: Vec<String>,
+}
+
+impl Verdict {
+    fn new(name: &'static str) -> Verdict {
+        Verdict {
+            name,
+            pass: true,
+            figures: Vec::new(),
+            problems: Vec::new(),
+        }
+    }
+
+    fn figure(&mut self, name: &str, value: impl ToString) {
+        self.figures.push((name.to_owned(), value.to_string()));
+    }
+
+    /// Records a figure with its rule; a broken rule fails the scenario.
+    fn check(&mut self, name: &str, value: impl ToString, ok: bool, rule: &str) {
+        let value = value.to_string();
+        if !ok {
+            self.pass = false;
+            self.problems
+                .push(format!("{name} = {value} (must be {rule})"));
+        }
+        self.figures
+            .push((name.to_owned(), format!("{value} ({rule})")));
+    }
+
+    fn failed(name: &'static str, error: &anyhow::Error) -> Verdict {
+        let mut v = Verdict::new(name);
+        v.pass = false;
+        v.problems.push(format!("could not run: {error:#}"));
+        v
+    }
+
+    fn print(&self, took: Duration) {
+        let word = if self.pass { "PASS" } else { "FAIL" };
+        println!("{word} {} ({:.1}s)", self.name, took.as_secs_f64());
+        for (name, value) in &self.figures {
+            println!("     {name}: {value}");
+        }
+        for problem in &self.problems {
+            println!("     FAILED: {problem}");
+        }
+    }
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let sizes = Sizes::new(args.quick);
+    let settings = AppSettings {
+        replicas: 3,
+        release: !args.quick,
+        poll_interval: Duration::from_secs(2),
+        recreation_cap: CAP,
+        // Short, so that a lock left by the SIGKILLed app frees up soon; the MongoDB claim
+        // is the guard against double minting, not the lock.
+        lock_ttl: Duration::from_secs(3),
+        claim_ttl: Duration::from_secs(60),
+        backoff_base: Duration::from_secs(2),
+    };
+    let binary = stack::build_app(settings.release).await?;
+    let built = started.elapsed();
+    let mut services = Services::start("chaos", args.backend).await?;
+    println!("apps: {}", settings.describe());
+    let logs = stack::bench_dir().join("logs").join("chaos");
+    let run = async {
+        let stack = Stack::start(&binary, &services, settings, &logs).await?;
+        let verdicts = scenarios(&stack, &mut services, &sizes).await;
+        stack.shutdown().await;
+        anyhow::Ok(verdicts)
+    };
+    // On Ctrl-C the run is dropped (which kills the apps) and the servers are still stopped.
+    let result = tokio::select! {
+        result = run => result,
+        signal = crate::shell::interrupted() => Err(anyhow::anyhow!("interrupted by {signal}")),
+    };
+    let all_passed = result
+        .as_ref()
+        .is_ok_and(|verdicts| verdicts.iter().all(|v| v.pass));
+    services.stop(!all_passed).await?;
+    let verdicts = result?;
+    println!("\n| scenario | result |\n|---|---|");
+    for v in &verdicts {
+        println!("| {} | {} |", v.name, if v.pass { "PASS" } else { "FAIL" });
+    }
+    println!(
+        "chaos finished in {:.1}s (build {:.1}s)",
+        started.elapsed().as_secs_f64(),
+        built.as_secs_f64()
+    );
+    if !all_passed {
+        println!("app logs kept in {}", logs.display());
+        let failed: Vec<String> = verdicts
+            .iter()
+            .filter(|v| !v.pass)
+            .map(|v| format!("{}: {}", v.name, v.problems.join("; ")))
+            .collect();
+        bail!("chaos scenarios failed:\n  {}", failed.join("\n  "));
+    }
+    Ok(())
+}
+
+async fn scenarios(stack: &Stack, services: &mut Services, sizes: &Sizes) -> Vec<Verdict> {
+    let mut verdicts = Vec::new();
+    macro_rules! scenario {
+        ($name:literal, $body:expr) => {{
+            println!("\n==> {}", $name);
+            let t = Instant::now();
+            let verdict = match $body.await {
+                Ok(v) => v,
+                Err(error) => Verdict::failed($name, &error),
+            };
+            verdict.print(t.elapsed());
+            verdicts.push(verdict);
+            // Whatever a scenario injected must not leak into the next one.
+            stack.sim.set_latency(Endpoint::Token, Duration::ZERO);
+        }};
+    }
+    scenario!("webhook storm", webhook_storm(stack, sizes));
+    scenario!("iDenfy token faults", token_faults(stack, sizes));
+    scenario!("recreation cap", recreation_cap(stack));
+    scenario!(
+        "Valkey killed during a herd",
+        valkey_killed(stack, services, sizes)
+    );
+    scenario!("Valkey restarted", valkey_restarted(stack, services));
+    scenario!(
+        "FerretDB stopped for 5 s",
+        ferretdb_stopped(stack, services, sizes)
+    );
+    scenario!(
+        "app SIGKILLed between mint and persist",
+        killed_mid_mint(stack, sizes)
+    );
+    verdicts
+}
+
+// ---------------------------------------------------------------------------------------
+
+/// Deliveries with duplicates and out-of-order AUTO/MANUAL events; the final state must be
+/// the MANUAL decision and, once final, never change.
+async fn webhook_storm(stack: &Stack, sizes: &Sizes) -> anyhow::Result<Verdict> {
+    let mut v = Verdict::new("webhook storm");
+    let rows = stack.create_many("chaos-wh", sizes.webhook_rows, 8).await?;
+    let decisions = ["APPROVED", "DENIED", "SUSPECTED"];
+    let mut deliveries = Vec::new();
+    for (k, row) in rows.iter().enumerate() {
+        let target = decisions[k % 3];
+        // The automatic result disagrees with the reviewer on two rows out of three.
+        let auto = decisions[(k + k / 3) % 3];
+        let events: [(&str, &str, bool); DELIVERIES_PER_ROW] = [
+            ("IDENTIFICATION_MANUAL_FINISHED", target, true),
+            ("IDENTIFICATION_MANUAL_FINISHED", target, true),
+            ("IDENTIFICATION_MANUAL_FINISHED", target, true),
+            ("IDENTIFICATION_AUTO_FINISHED", auto, false),
+            ("IDENTIFICATION_AUTO_FINISHED", auto, false),
+            ("IDENTIFICATION_AUTO_FINISHED", auto, false),
+            ("IDENTIFICATION", "REVIEWING", false),
+            ("IDENTIFICATION", "REVIEWING", false),
+            ("IDENTIFICATION", "ACTIVE", false),
+            ("IDENTIFICATION", "ACTIVE", false),
+        ];
+        for (event, overall, is_final) in events {
+            deliveries.push((k, event, decision_body(row, overall, is_final)));
+        }
+    }
+    deliveries.shuffle(&mut rand::rng());
+    let total = deliveries.len();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let apps = stack.apps.len();
+    let deliver = async {
+        let statuses: Vec<u16> = futures::stream::iter(deliveries.iter().enumerate())
+            .map(|(i, (_, event, body))| stack.webhook(i % apps, event, body))
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        statuses
+    };
+    // One monitor polls the rows in turn, so its views of each row are in time order.
+    let monitor = async {
+        let mut seen_final: BTreeMap<usize, Polled> = BTreeMap::new();
+        let (mut regressions, mut polls) = (0u64, 0u64);
+        for round in 0..10_000 {
+            if done.load(std::sync::atomic::Ordering::Relaxed) && round > 0 {
+                break;
+            }
+            for (k, row) in rows.iter().enumerate() {
+                let p = stack.poll(k % apps, row).await;
+                polls += 1;
+                if p.http != 200 {
+                    continue;
+                }
+                if let Some(first) = seen_final.get(&k) {
+                    if first.status != p.status || first.verification != p.verification {
+                        regressions += 1;
+                    }
+                } else if matches!(p.status.as_deref(), Some("complete" | "failed")) {
+                    seen_final.insert(k, p);
+                }
+            }
+        }
+        (regressions, polls)
+    };
+    let (statuses, (regressions, polls)) = tokio::join!(deliver, monitor);
+    let not_ok = statuses.iter().filter(|&&s| s != 200).count();
+    let mut wrong = 0;
+    for (k, row) in rows.iter().enumerate() {
+        let target = decisions[k % 3];
+        let expected_status = if target == "APPROVED" {
+            "complete"
+        } else {
+            "failed"
+        };
+        let p = stack.poll(0, row).await;
+        if p.verification.as_deref() != Some(target) || p.status.as_deref() != Some(expected_status)
+        {
+            wrong += 1;
+            if wrong <= 3 {
+                v.problems.push(format!(
+                    "row {} shows {:?}/{:?}, expected {expected_status}/{target}",
+                    row.row_id, p.status, p.verification
+                ));
+            }
+        }
+    }
+    v.figure("deliveries", total);
+    v.check("non-200 answers", not_ok, not_ok == 0, "0");
+    v.check("rows in the wrong final state", wrong, wrong == 0, "0");
+    v.check(
+        "final views that changed later",
+        regressions,
+        regressions == 0,
+        "0",
+    );
+    v.figure("monitor polls", polls);
+    Ok(v)
+}
+
+/// Token calls answered 500, 402, token-limit and a timeout: pending views only, back-off
+/// respected, no EXPIRED, and exactly one persisted mint per row in the end.
+async fn token_faults(stack: &Stack, sizes: &Sizes) -> anyhow::Result<Verdict> {
+    let mut v = Verdict::new("iDenfy token faults");
+    let rows = stack
+        .create_many("chaos-faults", sizes.fault_rows, 4)
+        .await?;
+    let faults = vec![
+        Fault::ServerError,
+        Fault::PaymentRequired,
+        Fault::Timeout,
+        Fault::ServerError,
+        Fault::TokenLimit,
+        Fault::PaymentRequired,
+    ];
+    let scripted = faults.len();
+    let calls_before = stack.sim.counters().token_calls;
+    let attempts_before = mint_attempts(stack, &rows).await;
+    stack.sim.script_token(faults);
+    let t0 = Instant::now();
+    // An upper bound only: the herd ends as soon as every row has its new token. A row
+    // that drew four faults waits 2+4+8+16 s of back-off plus a 10 s client timeout.
+    let window = if sizes.quick {
+        Duration::from_secs(60)
+    } else {
+        Duration::from_secs(90)
+    };
+    let outcome = herd(stack, &rows, 2, window, &[0, 1, 2], async {}).await;
+    let elapsed = t0.elapsed();
+    let calls = stack.sim.counters().token_calls - calls_before;
+    let attempts_after = mint_attempts(stack, &rows).await;
+    let attempts: Vec<i64> = attempts_after
+        .iter()
+        .zip(&attempts_before)
+        .map(|(a, b)| a - b)
+        .collect();
+    let max_attempts = attempts.iter().copied().max().unwrap_or(0);
+    // With back-off base b doubling, attempts k+1 can start no earlier than b·(2^k − 1).
+    let base = stack.settings.backoff_base.as_secs_f64();
+    let mut bound = 1i64;
+    while base * (2f64.powi(i32::try_from(bound).unwrap_or(30)) - 1.0) <= elapsed.as_secs_f64()
+        && bound < 30
+    {
+        bound += 1;
+    }
+    v.figure("faults scripted", scripted);
+    v.figure("token calls", calls);
+    v.check(
+        "EXPIRED views",
+        outcome.expired_views,
+        outcome.expired_views == 0,
+        "0",
+    );
+    v.check(
+        "5xx or unanswered polls",
+        outcome.errors,
+        outcome.errors == 0,
+        "0",
+    );
+    v.check(
+        "max token calls for one row",
+        max_attempts,
+        max_attempts <= bound,
+        &format!(
+            "<= {bound} within {:.0}s of back-off",
+            elapsed.as_secs_f64()
+        ),
+    );
+    let counted: i64 = attempts.iter().sum();
+    v.check(
+        "mintAttempts counted vs token calls",
+        format!("{counted} vs {calls}"),
+        u64::try_from(counted).is_ok_and(|c| c == calls),
+        "equal",
+    );
+    v.check(
+        "rows recovered in the end",
+        format!("{}/{}", recovered_rows(&outcome, 2), rows.len()),
+        recovered_rows(&outcome, 2) == rows.len(),
+        "all",
+    );
+    v.check(
+        "persisted mints per row",
+        format!("{:.2}", outcome.mints_per_row()),
+        outcome.rows_not_minted_once() == 0,
+        "1.00 for every row",
+    );
+    Ok(v)
+}
+
+/// Rows all of whose pollers ended on a new token.
+fn recovered_rows(outcome: &crate::bench::HerdOutcome, pollers_per_row: usize) -> usize {
+    // Every poller stops only on a new token, so converged pollers / pollers per row.
+    outcome.converged() / pollers_per_row
+}
+
+async fn mint_attempts(stack: &Stack, rows: &[Created]) -> Vec<i64> {
+    let mut out = Vec::new();
+    for row in rows {
+        let doc = stack.row_doc(&row.row_id).await;
+        out.push(doc.and_then(|d| doc_int(&d, "mintAttempts")).unwrap_or(0));
+    }
+    out
+}
+
+/// A row expired more often than the cap allows ends EXPIRED (row failed); before that
+/// no EXPIRED is shown, and the sim minted exactly creation + cap tokens.
+async fn recreation_cap(stack: &Stack) -> anyhow::Result<Verdict> {
+    let mut v = Verdict::new("recreation cap");
+    let mut row = stack
+        .create_many("chaos-cap", 1, 1)
+        .await?
+        .pop()
+        .context("no row")?;
+    let minted_before = stack.mints_by_parent().get(&row.parent_id).copied();
+    let mut early_expired = 0u64;
+    for round in 0..CAP {
+        let outcome = herd(
+            stack,
+            std::slice::from_ref(&row),
+            2,
+            Duration::from_secs(20),
+            &[0, 1],
+            async {},
+        )
+        .await;
+        early_expired += outcome.expired_views;
+        let p = stack.poll(0, &row).await;
+        match (p.scan_ref, p.token) {
+            (Some(scan_ref), Some(token)) if scan_ref != row.scan_ref => {
+                row.scan_ref = scan_ref;
+                row.auth_token = token;
+            }
+            other => bail!(
+                "recovery {} did not produce a new token: {other:?}",
+                round + 1
+            ),
+        }
+    }
+    // One expiry beyond the cap: the only case where EXPIRED is shown.
+    stack.sim.expire_token(&row.scan_ref);
+    let mut last = Polled::default();
+    for _ in 0..100 {
+        last = stack.poll(1, &row).await;
+        if last.is_expired() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let minted = stack
+        .mints_by_parent()
+        .get(&row.parent_id)
+        .copied()
+        .unwrap_or(0)
+        - minted_before.unwrap_or(0);
+    v.check(
+        "EXPIRED views before the cap",
+        early_expired,
+        early_expired == 0,
+        "0",
+    );
+    v.check(
+        "view after the cap",
+        format!("{:?}/{:?}", last.status, last.verification),
+        last.is_expired() && last.status.as_deref() == Some("failed"),
+        "failed/EXPIRED",
+    );
+    v.check(
+        "tokens minted by recovery",
+        minted,
+        minted == u64::from(CAP),
+        &format!("{CAP} (the cap)"),
+    );
+    v.check(
+        "recreationCount",
+        last.recreation_count.unwrap_or(0),
+        last.recreation_count == Some(u64::from(CAP)),
+        &CAP.to_string(),
+    );
+    Ok(v)
+}
+
+/// Valkey SIGKILLed 150 ms into a herd (mints in flight): the MongoDB claim still allows one
+/// mint per row, and nobody sees a 5xx.
+async fn valkey_killed(
+    stack: &Stack,
+    services: &mut Services,
+    sizes: &Sizes,
+) -> anyhow::Result<Verdict> {
+    let mut v = Verdict::new("Valkey killed during a herd");
+    let rows = stack.create_many("chaos-vk", sizes.herd_rows, 8).await?;
+    stack
+        .sim
+        .set_latency(Endpoint::Token, Duration::from_millis(300));
+    const LOCK: &str = "idenfy_recreate_lock_total";
+    let unavailable_before = stack.metric_sum(LOCK, "outcome=\"unavailable\"").await;
+    let kill_result = Mutex::new(None);
+    let outcome = herd(
+        stack,
+        &rows,
+        sizes.herd_pollers,
+        Duration::from_secs(30),
+        &[0, 1, 2],
+        async {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            *kill_result.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(services.stop_server(Server::Valkey, true).await);
+        },
+    )
+    .await;
+    stack.sim.set_latency(Endpoint::Token, Duration::ZERO);
+    if let Some(Err(error)) = kill_result.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(error.context("killing Valkey"));
+    }
+    let unavailable = stack.metric_sum(LOCK, "outcome=\"unavailable\"").await - unavailable_before;
+    v.figure("lock attempts that found Valkey unavailable", unavailable);
+    v.check(
+        "rows minted more than once",
+        outcome.mints.iter().filter(|&&m| m > 1).count(),
+        outcome.max_mints() <= 1,
+        "0",
+    );
+    v.check(
+        "mints per row",
+        format!("{:.2}", outcome.mints_per_row()),
+        outcome.rows_not_minted_once() == 0,
+        "1.00 for every row",
+    );
+    v.check(
+        "5xx or unanswered polls",
+        outcome.errors,
+        outcome.errors == 0,
+        "0",
+    );
+    v.check(
+        "EXPIRED views",
+        outcome.expired_views,
+        outcome.expired_views == 0,
+        "0",
+    );
+    v.check(
+        "pollers holding the new token",
+        format!("{}/{}", outcome.converged(), outcome.pollers),
+        outcome.converged() == outcome.pollers,
+        "all",
+    );
+    v.figure(
+        "expiry -> new token p50/p99",
+        format!(
+            "{:.0}/{:.0} ms",
+            outcome.quantile_ms(0.5),
+            outcome.quantile_ms(0.99)
+        ),
+    );
+    Ok(v)
+}
+
+/// Valkey back: a fresh expiry is recovered under the lock again (lock-won rises).
+async fn valkey_restarted(stack: &Stack, services: &mut Services) -> anyhow::Result<Verdict> {
+    let mut v = Verdict::new("Valkey restarted");
+    services.start_server(Server::Valkey).await?;
+    const WON: &str = "idenfy_recreate_lock_total";
+    const WON_LABEL: &str = "outcome=\"won\"";
+    let before = stack.metric_sum(WON, WON_LABEL).await;
+    let mut after = before;
+    let mut rounds = 0;
+    // The apps reconnect on their own; give them a few bounded tries.
+    while rounds < 5 && after <= before {
+        rounds += 1;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let rows = stack.create_many("chaos-vr", 2, 2).await?;
+        let outcome = herd(
+            stack,
+            &rows,
+            4,
+            Duration::from_secs(20),
+            &[0, 1, 2],
+            async {},
+        )
+        .await;
+        if outcome.errors > 0 || outcome.converged() < outcome.pollers {
+            v.problems.push(format!(
+                "round {rounds}: {} errors, {}/{} pollers converged",
+                outcome.errors,
+                outcome.converged(),
+                outcome.pollers
+            ));
+        }
+        after = stack.metric_sum(WON, WON_LABEL).await;
+    }
+    v.figure("lock won before", before);
+    v.check(
+        "lock won after a new expiry",
+        after,
+        after > before,
+        "more than before",
+    );
+    v.figure("rounds needed", rounds);
+    if !v.problems.is_empty() {
+        v.pass = false;
+    }
+    Ok(v)
+}
+
+/// FerretDB stopped (SIGTERM) for 5 s under polling: 503s during, 200s after, and every row
+/// still shows the token and scanRef it had before.
+async fn ferretdb_stopped(
+    stack: &Stack,
+    services: &mut Services,
+    sizes: &Sizes,
+) -> anyhow::Result<Verdict> {
+    let mut v = Verdict::new("FerretDB stopped for 5 s");
+    let rows = stack.create_many("chaos-fdb", sizes.ferret_rows, 4).await?;
+    let mut before = Vec::new();
+    for row in &rows {
+        let p = stack.poll(0, row).await;
+        before.push((p.token.clone(), p.scan_ref.clone()));
+    }
+    let answers: Mutex<Vec<(Instant, u16)>> = Mutex::new(Vec::new());
+    let apps = stack.apps.len();
+    const OUTAGE: Duration = Duration::from_secs(5);
+    // When the process was gone, when the restart began, and when it answered again.
+    let timeline: Mutex<Option<(Instant, Instant, Instant)>> = Mutex::new(None);
+    // FerretDB may take a while to exit on SIGTERM; the load outlasts that too.
+    let load_time = Duration::from_secs(1) + OUTAGE + Duration::from_secs(8);
+    let polling = load::open_loop(sizes.ferret_rate, load_time, 2000, |i| {
+        let row = &rows[(i as usize) % rows.len()];
+        let answers = &answers;
+        async move {
+            let sent = Instant::now();
+            let status = stack.poll_status_only((i as usize) % apps, row).await;
+            answers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((sent, status));
+            status == 200
+        }
+    });
+    let outage = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let stopping = Instant::now();
+        services.stop_server(Server::Mongo, false).await?;
+        // The outage counts from the moment the process is gone.
+        let down = Instant::now();
+        tokio::time::sleep(OUTAGE).await;
+        let restarting = Instant::now();
+        services.start_server(Server::Mongo).await?;
+        let up = Instant::now();
+        *timeline.lock().unwrap_or_else(|e| e.into_inner()) = Some((down, restarting, up));
+        anyhow::Ok((down - stopping, up - restarting))
+    };
+    let (_summary, outage) = tokio::join!(polling, outage);
+    let (exit_took, start_took) = outage.context("stopping and restarting FerretDB")?;
+    v.figure(
+        "FerretDB exit after SIGTERM / restart until ping",
+        format!(
+            "{:.1}s / {:.1}s",
+            exit_took.as_secs_f64(),
+            start_took.as_secs_f64()
+        ),
+    );
+    let (down, restarting, up) = timeline
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .context("no outage timeline")?;
+    // The apps' driver needs a moment to find the server again.
+    let settle = up + Duration::from_secs(3);
+    let answers = answers.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut during: BTreeMap<u16, u64> = BTreeMap::new();
+    let mut after: BTreeMap<u16, u64> = BTreeMap::new();
+    for (sent, status) in &answers {
+        if *sent >= down && *sent < restarting {
+            *during.entry(*status).or_default() += 1;
+        } else if *sent >= settle {
+            *after.entry(*status).or_default() += 1;
+        }
+    }
+    let during_503 = during.get(&503).copied().unwrap_or(0);
+    let during_bad = during
+        .iter()
+        .filter(|(s, _)| **s != 200 && **s != 503)
+        .map(|(_, n)| n)
+        .sum::<u64>();
+    let after_total: u64 = after.values().sum();
+    let after_ok = after.get(&200).copied().unwrap_or(0);
+    v.figure(
+        "answers to polls sent while FerretDB was down",
+        format!("{during:?}"),
+    );
+    v.figure("answers 3 s after restart on", format!("{after:?}"));
+    v.check("503s during the outage", during_503, during_503 > 0, "> 0");
+    v.check(
+        "other errors during the outage",
+        during_bad,
+        during_bad == 0,
+        "0 (only 200 or 503)",
+    );
+    v.check(
+        "200s after",
+        format!("{after_ok}/{after_total}"),
+        after_total > 0 && after_ok == after_total,
+        "all",
+    );
+    let mut changed = 0;
+    for (row, (token, scan_ref)) in rows.iter().zip(&before) {
+        let p = stack.poll(0, row).await;
+        let doc = stack.row_doc(&row.row_id).await;
+        if p.http != 200 || &p.token != token || &p.scan_ref != scan_ref || doc.is_none() {
+            changed += 1;
+        }
+    }
+    v.check("rows lost or changed", changed, changed == 0, "0");
+    Ok(v)
+}
+
+/// An app SIGKILLed while its mint is held by the sim: the claim outlives it, another
+/// replica recovers the row once the claim expires, and both attempts are in `mintAttempts`.
+async fn killed_mid_mint(stack: &Stack, sizes: &Sizes) -> anyhow::Result<Verdict> {
+    let mut v = Verdict::new("app SIGKILLed between mint and persist");
+    let victim = stack.apps.len() - 1;
+    let row = stack
+        .create_many("chaos-kill", 1, 1)
+        .await?
+        .pop()
+        .context("no row")?;
+    let attempts_before = mint_attempts(stack, std::slice::from_ref(&row)).await[0];
+    let counters = stack.sim.counters();
+    let calls_before = counters.token_calls;
+    let minted_before = counters
+        .tokens_minted_by_client
+        .get(&row.parent_id)
+        .copied()
+        .unwrap_or(0);
+    // Longer than our patience, shorter than the client's 10 s timeout.
+    stack
+        .sim
+        .set_latency(Endpoint::Token, Duration::from_secs(8));
+    stack.sim.expire_token(&row.scan_ref);
+    // Wait for the expiry webhook to mark the row.
+    let mut marked = false;
+    for _ in 0..100 {
+        if let Some(doc) = stack.row_doc(&row.row_id).await
+            && doc.get_str("idenfyVerificationStatus").ok() == Some("EXPIRED")
+        {
+            marked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !marked {
+        bail!("the row was not marked EXPIRED by the expiry webhook");
+    }
+    let hanging = stack.poll(victim, &row);
+    let kill = async {
+        for _ in 0..200 {
+            if stack.sim.counters().token_calls > calls_before {
+                stack.apps[victim].kill().await;
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        false
+    };
+    let (hung, killed) = tokio::join!(hanging, kill);
+    stack.sim.set_latency(Endpoint::Token, Duration::ZERO);
+    if !killed {
+        bail!(
+            "the victim never called the token endpoint (its poll answered {})",
+            hung.http
+        );
+    }
+    v.figure(
+        "victim's poll",
+        if hung.http == 0 {
+            "cut off".to_owned()
+        } else {
+            hung.http.to_string()
+        },
+    );
+    let doc = stack.row_doc(&row.row_id).await.context("row gone")?;
+    let claimed = doc
+        .get_document("recreation")
+        .ok()
+        .and_then(|r| r.get("claimId"))
+        .is_some_and(|c| !matches!(c, mongodb::bson::Bson::Null));
+    v.check("claim left by the victim", claimed, claimed, "true");
+    let first = stack.poll(0, &row).await;
+    v.check(
+        "view while the claim lives",
+        if first.token.is_none() {
+            "pending"
+        } else {
+            "token"
+        },
+        first.token.is_none() && !first.is_expired() && first.http == 200,
+        "pending",
+    );
+    if sizes.quick {
+        // The app has no claim-TTL setting (60 s); quick mode moves the claim's deadline
+        // into the past instead of waiting for it.
+        let past =
+            mongodb::bson::DateTime::from_millis(chrono::Utc::now().timestamp_millis() - 1000);
+        let oid = mongodb::bson::oid::ObjectId::parse_str(&row.row_id)?;
+        stack
+            .rows()
+            .update_one(
+                mongodb::bson::doc! { "_id": oid },
+                mongodb::bson::doc! { "$set": { "recreation.claimedUntil": past } },
+            )
+            .await?;
+        v.figure("claim expiry", "simulated (claimedUntil moved to the past)");
+    } else {
+        v.figure("claim expiry", "waited for the real TTL");
+    }
+    let t = Instant::now();
+    let deadline = if sizes.quick { 20 } else { 90 };
+    let mut recovered = None;
+    for i in 0..(deadline * 5) {
+        let p = stack.poll(i % victim, &row).await;
+        if p.is_expired() {
+            v.check("EXPIRED views", 1, false, "0");
+            break;
+        }
+        if p.token.is_some() && p.scan_ref.as_deref().is_some_and(|s| s != row.scan_ref) {
+            recovered = Some(p);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    v.check(
+        "recovered by another replica",
+        recovered.is_some(),
+        recovered.is_some(),
+        "true",
+    );
+    v.figure(
+        "recovery after the claim",
+        format!("{:.1}s", t.elapsed().as_secs_f64()),
+    );
+    let doc = stack.row_doc(&row.row_id).await.context("row gone")?;
+    let attempts = doc_int(&doc, "mintAttempts").unwrap_or(0) - attempts_before;
+    let counters = stack.sim.counters();
+    let calls = counters.token_calls - calls_before;
+    let minted = counters
+        .tokens_minted_by_client
+        .get(&row.parent_id)
+        .copied()
+        .unwrap_or(0)
+        - minted_before;
+    v.check(
+        "mintAttempts added vs token calls",
+        format!("{attempts} vs {calls}"),
+        u64::try_from(attempts).is_ok_and(|a| a == calls) && calls >= 2,
+        "equal, at least 2",
+    );
+    v.figure("tokens the sim minted (orphans included)", minted);
+    v.check(
+        "recreationCount",
+        doc_int(&doc, "recreationCount").unwrap_or(-1),
+        doc_int(&doc, "recreationCount") == Some(1),
+        "1",
+    );
+    Ok(v)
+}
