@@ -89,10 +89,7 @@ where
         if !row.sig_digest.matches(caller) {
             return Err(ResolveError::NotFound);
         }
-        let resolution = self.resolve_row(row).await?;
-        metrics::counter!("idenfy_resolutions_total", "outcome" => resolution.outcome.as_str())
-            .increment(1);
-        Ok(resolution)
+        Ok(self.resolve_counted(row).await?)
     }
 
     /// `GET /session-status/v2?sid=`: the same resolver, keyed by the parent.
@@ -123,10 +120,16 @@ where
         if !row.sig_digest.matches(caller) {
             return Err(ResolveError::NotFound);
         }
+        let resolution = self.resolve_counted(row).await?;
+        Ok(StatusV2::from_view(id, Some(&resolution.view)))
+    }
+
+    /// [`Self::resolve_row`], counted by outcome.
+    async fn resolve_counted(&self, row: IdenfyRow) -> Result<Resolution, StoreError> {
         let resolution = self.resolve_row(row).await?;
         metrics::counter!("idenfy_resolutions_total", "outcome" => resolution.outcome.as_str())
             .increment(1);
-        Ok(StatusV2::from_view(id, Some(&resolution.view)))
+        Ok(resolution)
     }
 
     /// `GET /idenfy-sessions`: the caller's recent rows, without tokens (W13).
@@ -175,17 +178,12 @@ where
             // A peer is polling, or the row moved on since our read: trust the store, not
             // the snapshot.
             debug!(row = %row.id, "status poll claimed by a peer");
-            let Some(fresh) = self.rows.get(&row.id).await? else {
-                return Err(StoreError::Corrupt {
-                    id: row.id.to_string(),
-                    reason: "row vanished".into(),
-                });
-            };
+            let fresh = self.reread(&row.id).await?;
             if fresh.scan_ref != row.scan_ref
                 || fresh.is_expired()
                 || fresh.final_decision().is_some()
             {
-                return self.after_race(&row.id, &row.scan_ref).await;
+                return self.settle(fresh, &row.scan_ref).await;
             }
             return Ok(self.cached_or_pending(&fresh, now));
         }
@@ -286,12 +284,13 @@ where
     /// A conditional write missed: somebody changed the row. Show what it is now, without
     /// polling again; recover if it is expired.
     async fn after_race(&self, id: &RowId, polled: &ScanRef) -> Result<Resolution, StoreError> {
-        let Some(row) = self.rows.get(id).await? else {
-            return Err(StoreError::Corrupt {
-                id: id.to_string(),
-                reason: "row vanished".into(),
-            });
-        };
+        let row = self.reread(id).await?;
+        self.settle(row, polled).await
+    }
+
+    /// Shows a freshly read row to a poller whose snapshot is out of date: recover it if it
+    /// is expired, else classify it.
+    async fn settle(&self, row: IdenfyRow, polled: &ScanRef) -> Result<Resolution, StoreError> {
         if row.is_expired() && !row.gave_up() && row.final_decision().is_none() {
             return self.recover(row).await;
         }
@@ -493,13 +492,16 @@ where
         id: &RowId,
         old: &ScanRef,
     ) -> Result<Resolution, StoreError> {
-        match self.rows.get(id).await? {
-            Some(row) => Ok(self.classify(&row, old)),
-            None => Err(StoreError::Corrupt {
-                id: id.to_string(),
-                reason: "row vanished".into(),
-            }),
-        }
+        let row = self.reread(id).await?;
+        Ok(self.classify(&row, old))
+    }
+
+    /// The row as stored now; it existed a moment ago, so its absence is corruption.
+    async fn reread(&self, id: &RowId) -> Result<IdenfyRow, StoreError> {
+        self.rows.get(id).await?.ok_or_else(|| StoreError::Corrupt {
+            id: id.to_string(),
+            reason: "row vanished".into(),
+        })
     }
 
     /// How a re-read row looks to someone who did not (or could not) recover it (W4).
