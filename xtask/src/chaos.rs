@@ -139,7 +139,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         // Short, so that a lock left by the SIGKILLed app frees up soon; the MongoDB claim
         // is the guard against double minting, not the lock.
         lock_ttl: Duration::from_secs(3),
-        claim_ttl: Duration::from_secs(60),
+        // The shortest the app accepts, so that the SIGKILL scenario waits for the real
+        // claim expiry in quick mode too.
+        claim_ttl: Duration::from_secs(15),
         backoff_base: Duration::from_secs(2),
     };
     let binary = stack::build_app(settings.release).await?;
@@ -214,7 +216,7 @@ async fn scenarios(stack: &Stack, services: &mut Services, sizes: &Sizes) -> Vec
     );
     scenario!(
         "app SIGKILLed between mint and persist",
-        killed_mid_mint(stack, sizes)
+        killed_mid_mint(stack)
     );
     verdicts
 }
@@ -738,7 +740,7 @@ async fn ferretdb_stopped(
 
 /// An app SIGKILLed while its mint is held by the sim: the claim outlives it, another
 /// replica recovers the row once the claim expires, and both attempts are in `mintAttempts`.
-async fn killed_mid_mint(stack: &Stack, sizes: &Sizes) -> anyhow::Result<Verdict> {
+async fn killed_mid_mint(stack: &Stack) -> anyhow::Result<Verdict> {
     let mut v = Verdict::new("app SIGKILLed between mint and persist");
     let victim = stack.apps.len() - 1;
     let row = stack
@@ -818,25 +820,13 @@ async fn killed_mid_mint(stack: &Stack, sizes: &Sizes) -> anyhow::Result<Verdict
         first.token.is_none() && !first.is_expired() && first.http == 200,
         "pending",
     );
-    if sizes.quick {
-        // The app has no claim-TTL setting (60 s); quick mode moves the claim's deadline
-        // into the past instead of waiting for it.
-        let past =
-            mongodb::bson::DateTime::from_millis(chrono::Utc::now().timestamp_millis() - 1000);
-        let oid = mongodb::bson::oid::ObjectId::parse_str(&row.row_id)?;
-        stack
-            .rows()
-            .update_one(
-                mongodb::bson::doc! { "_id": oid },
-                mongodb::bson::doc! { "$set": { "recreation.claimedUntil": past } },
-            )
-            .await?;
-        v.figure("claim expiry", "simulated (claimedUntil moved to the past)");
-    } else {
-        v.figure("claim expiry", "waited for the real TTL");
-    }
+    v.figure(
+        "claim TTL (waited for in full)",
+        format!("{} s", stack.settings.claim_ttl.as_secs()),
+    );
     let t = Instant::now();
-    let deadline = if sizes.quick { 20 } else { 90 };
+    // The claim's TTL plus room for the recovery itself.
+    let deadline = usize::try_from(stack.settings.claim_ttl.as_secs())?.saturating_add(20);
     let mut recovered = None;
     for i in 0..(deadline * 5) {
         let p = stack.poll(i % victim, &row).await;

@@ -146,9 +146,10 @@ pub(crate) struct AppSettings {
     pub(crate) poll_interval: Duration,
     pub(crate) recreation_cap: u32,
     pub(crate) lock_ttl: Duration,
-    /// Recreation claim TTL and back-off base: the app's defaults (it has no settings for
-    /// them), recorded here because the chaos figures depend on them.
+    /// `CLAIM_TTL_MS`: how long a crashed replica's recreation claim blocks the row.
     pub(crate) claim_ttl: Duration,
+    /// Back-off base: the app's default (it has no setting for it), recorded here because
+    /// the chaos figures depend on it.
     pub(crate) backoff_base: Duration,
 }
 
@@ -156,7 +157,7 @@ impl AppSettings {
     pub(crate) fn describe(&self) -> String {
         format!(
             "{} replicas ({} build), poll interval {} ms, recreation cap {}, lock TTL {} ms, \
-             claim TTL {} ms and back-off base {} ms (app defaults)",
+             claim TTL {} ms, back-off base {} ms (app default)",
             self.replicas,
             if self.release { "release" } else { "debug" },
             self.poll_interval.as_millis(),
@@ -168,12 +169,23 @@ impl AppSettings {
     }
 }
 
-/// `cargo build [--release] -p idenfy-app`; returns the binary's path.
+/// Builds `idenfy-app` (release, or debug as the tests build it); returns the binary's path.
 pub(crate) async fn build_app(release: bool) -> anyhow::Result<PathBuf> {
     let mut build = cargo();
-    build.args(["build", "-p", "idenfy-app", "--bin", "idenfy-app"]);
     if release {
-        build.arg("--release");
+        build.args([
+            "build",
+            "--release",
+            "-p",
+            "idenfy-app",
+            "--bin",
+            "idenfy-app",
+        ]);
+    } else {
+        // The debug binary exactly as `cargo test --workspace` builds it (same features),
+        // so that after the tests (`cargo xtask ci`) this compiles nothing; a plain
+        // `cargo build -p idenfy-app` would rebuild a dozen dependencies with other features.
+        build.args(["test", "--workspace", "--no-run"]);
     }
     shell::run(build).await.context("building idenfy-app")?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -330,6 +342,7 @@ impl Stack {
             .env("IDENFY_BASE_URL", self.sim.base_url())
             .env("RECREATION_CAP", s.recreation_cap.to_string())
             .env("LOCK_TTL_MS", s.lock_ttl.as_millis().to_string())
+            .env("CLAIM_TTL_MS", s.claim_ttl.as_millis().to_string())
             .env("POLL_INTERVAL_MS", s.poll_interval.as_millis().to_string())
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env("INTERNAL_SERVICE_TOKEN", INTERNAL_TOKEN)

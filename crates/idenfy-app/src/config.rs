@@ -12,6 +12,10 @@ use idenfy_core::WebhookKey;
 /// Shortest accepted `INTERNAL_SERVICE_TOKEN`.
 pub const MIN_TOKEN_LEN: usize = 32;
 
+/// Shortest accepted `CLAIM_TTL_MS`: longer than a token call can take (the iDenfy
+/// client's 10 s request timeout) with room to spare.
+pub const MIN_CLAIM_TTL_MS: u64 = 15_000;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "idenfy-app",
@@ -98,6 +102,11 @@ pub struct ServeArgs {
     /// TTL of the Valkey recreate lock, in milliseconds.
     #[arg(long, env = "LOCK_TTL_MS", default_value_t = 30_000)]
     pub lock_ttl_ms: u64,
+    /// How long a MongoDB recreation claim is held, in milliseconds: the time after which a
+    /// replica that crashed mid-mint is taken over. Must outlast a token call (at least
+    /// 15000; iDenfy calls time out after 10 s).
+    #[arg(long, env = "CLAIM_TTL_MS", default_value_t = 60_000)]
+    pub claim_ttl_ms: u64,
     /// Minimum time between two iDenfy status calls for one row, in milliseconds.
     #[arg(long, env = "POLL_INTERVAL_MS", default_value_t = 15_000)]
     pub poll_interval_ms: u64,
@@ -139,6 +148,7 @@ pub struct Credentials {
 pub struct Tuning {
     pub recreation_cap: u32,
     pub lock_ttl: Duration,
+    pub claim_ttl: Duration,
     pub poll_interval: Duration,
 }
 
@@ -280,6 +290,12 @@ impl ServeArgs {
         if self.lock_ttl_ms == 0 {
             problems.push("LOCK_TTL_MS must be greater than 0".to_owned());
         }
+        if self.claim_ttl_ms < MIN_CLAIM_TTL_MS {
+            problems.push(format!(
+                "CLAIM_TTL_MS must be at least {MIN_CLAIM_TTL_MS} (a claim must outlast a token \
+                 call, which may take 10 s)"
+            ));
+        }
         if self.poll_interval_ms == 0 {
             problems.push("POLL_INTERVAL_MS must be greater than 0".to_owned());
         }
@@ -328,6 +344,7 @@ impl ServeArgs {
                 tuning: Tuning {
                     recreation_cap: self.recreation_cap,
                     lock_ttl: Duration::from_millis(self.lock_ttl_ms),
+                    claim_ttl: Duration::from_millis(self.claim_ttl_ms),
                     poll_interval: Duration::from_millis(self.poll_interval_ms),
                 },
                 listen_addr: self.listen_addr,
@@ -413,6 +430,24 @@ mod tests {
             problems
                 .iter()
                 .any(|p| p.starts_with("INTERNAL_SERVICE_TOKEN must be"))
+        );
+    }
+
+    #[test]
+    fn a_claim_ttl_shorter_than_a_token_call_is_refused() {
+        let mut args = FULL.to_vec();
+        args.push("--claim-ttl-ms=14999");
+        let ConfigError(problems) = parse(&args).validate().expect_err("invalid");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("CLAIM_TTL_MS must be at least 15000"));
+
+        let mut args = FULL.to_vec();
+        args.push("--claim-ttl-ms=15000");
+        let config = parse(&args).validate().expect("valid");
+        assert_eq!(config.tuning.claim_ttl, Duration::from_secs(15));
+        assert_eq!(
+            parse(FULL).validate().expect("valid").tuning.claim_ttl,
+            Duration::from_secs(60)
         );
     }
 

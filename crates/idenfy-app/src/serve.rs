@@ -41,6 +41,7 @@ pub fn settings(
     let mut settings = Settings::new(environment, redirect_base, credentials.webhook_key.clone());
     settings.recreation_cap = tuning.recreation_cap;
     settings.lock_ttl = tuning.lock_ttl;
+    settings.claim_ttl = tuning.claim_ttl;
     settings.poll_interval = tuning.poll_interval;
     settings
 }

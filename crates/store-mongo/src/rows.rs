@@ -70,6 +70,27 @@ impl MongoRowStore {
             })
             .await
     }
+
+    /// ONE conditional `update_one` that claims the row `id`: in serialised mode it never
+    /// waits for the row's mutex, and a row busy with another writer reports `NotMatched`.
+    async fn claim(
+        &self,
+        id: &RowId,
+        filter: Document,
+        update: Document,
+    ) -> Result<Write, StoreError> {
+        let claimed = self
+            .writes
+            .claim(self.rows.name(), id.as_str(), || async {
+                let result = self
+                    .exec()
+                    .run(self.rows.update_one(filter, update))
+                    .await?;
+                Ok(matched(result.matched_count))
+            })
+            .await?;
+        Ok(claimed.unwrap_or(Write::NotMatched))
+    }
 }
 
 /// `{_id, idenfyScanRef}`: the row, and only while `scan_ref` is its CURRENT scanRef.
@@ -192,7 +213,7 @@ impl RowStore for MongoRowStore {
             &mut filter,
             vec![absent_or_before("lastPolledAt", due_before)],
         );
-        self.update(id, filter, doc! { "$set": { "lastPolledAt": date(now) } })
+        self.claim(id, filter, doc! { "$set": { "lastPolledAt": date(now) } })
             .await
     }
 
@@ -282,7 +303,7 @@ impl RowStore for MongoRowStore {
                 absent_or_before("recreation.claimedUntil", now),
             ],
         );
-        self.update(
+        self.claim(
             id,
             filter,
             doc! {

@@ -14,15 +14,26 @@
 //!
 //! The mode is detected once per [`crate::MongoStores`] (`buildInfo` reports
 //! `ferretdbVersion`) unless [`crate::MongoOptions::serialize_writes`] forces it.
+//!
+//! Two things keep that emulation cheap under load:
+//! - writers of one process first queue on an in-process mutex per document, so only one of
+//!   them at a time knocks on the server's mutex (contention between processes remains);
+//! - claims ([`Writes::claim`]) never wait: a document another writer is busy with reports
+//!   `None` ("busy"), which the stores turn into `NotMatched`. A claim is a race, and the
+//!   busy writer is usually the peer that wins it; the loser re-reads the row anyway.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
 use idenfy_core::{Nonce, StoreError, Write};
 use mongodb::{
     Collection, Database,
     bson::{Bson, Document, doc},
 };
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, OwnedMutexGuard};
 
 use crate::{Error, Exec, codec::date};
 
@@ -37,6 +48,7 @@ pub(crate) struct Writes {
     database: Database,
     locks: Collection<Document>,
     serialised: Arc<OnceCell<bool>>,
+    local: LocalLocks,
 }
 
 impl Writes {
@@ -48,6 +60,7 @@ impl Writes {
             serialised: Arc::new(
                 forced.map_or_else(OnceCell::new, |on| OnceCell::new_with(Some(on))),
             ),
+            local: LocalLocks::default(),
         }
     }
 
@@ -74,7 +87,7 @@ impl Writes {
     }
 
     /// Runs `operation` (ONE conditional write on the document `collection`/`id`), holding
-    /// that document's mutex in serialised mode.
+    /// that document's mutex in serialised mode (waiting for it if need be).
     pub(crate) async fn guarded<T, F, Fut>(
         &self,
         collection: &str,
@@ -89,21 +102,54 @@ impl Writes {
             return operation().await;
         }
         let key = format!("{collection}:{id}");
+        let _local = self.local.lock(&key).await;
         let owner = Nonce::random();
         self.lock(&key, &owner).await?;
         let result = operation().await;
-        // A failed unlock is not fatal: the mutex expires after its lease.
+        self.unlock(&key, &owner).await;
+        result
+    }
+
+    /// Like [`Self::guarded`] for a claim, which never waits: `Ok(None)` when another
+    /// writer holds the document's mutex (in this process or another).
+    pub(crate) async fn claim<T, F, Fut>(
+        &self,
+        collection: &str,
+        id: &str,
+        operation: F,
+    ) -> Result<Option<T>, StoreError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        if !self.serialised().await? {
+            return operation().await.map(Some);
+        }
+        let key = format!("{collection}:{id}");
+        let Some(_local) = self.local.try_lock(&key) else {
+            return Ok(None);
+        };
+        let owner = Nonce::random();
+        if !self.try_lock(&key, &owner).await? {
+            return Ok(None);
+        }
+        let result = operation().await;
+        self.unlock(&key, &owner).await;
+        result.map(Some)
+    }
+
+    /// A failed unlock is not fatal: the mutex expires after its lease.
+    async fn unlock(&self, key: &str, owner: &Nonce) {
         let unlock = self
             .exec
             .run(
                 self.locks
-                    .delete_one(doc! { "_id": &key, "owner": owner.as_str() }),
+                    .delete_one(doc! { "_id": key, "owner": owner.as_str() }),
             )
             .await;
         if let Err(error) = unlock {
             tracing::warn!(key, error = %error, "could not delete a write mutex; it expires by itself");
         }
-        result
     }
 
     /// Leases are longer than any operation may take, so a live holder is never broken.
@@ -111,20 +157,26 @@ impl Writes {
         self.exec.timeout.saturating_add(Duration::from_secs(1))
     }
 
+    fn mutex_document(
+        &self,
+        key: &str,
+        owner: &Nonce,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Document {
+        let expires_at = chrono::TimeDelta::from_std(self.lease())
+            .ok()
+            .and_then(|lease| now.checked_add_signed(lease))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+        doc! { "_id": key, "owner": owner.as_str(), "expiresAt": date(expires_at) }
+    }
+
+    /// Inserts the mutex document, retrying with back-off until the store timeout.
     async fn lock(&self, key: &str, owner: &Nonce) -> Result<(), StoreError> {
         let started = tokio::time::Instant::now();
         let mut attempt: u32 = 0;
         loop {
-            let now = chrono::Utc::now();
-            let expires_at = chrono::TimeDelta::from_std(self.lease())
-                .ok()
-                .and_then(|lease| now.checked_add_signed(lease))
-                .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
-            let mutex = doc! { "_id": key, "owner": owner.as_str(), "expiresAt": date(expires_at) };
-            match self.exec.run(self.locks.insert_one(mutex)).await {
-                Ok(_) => return Ok(()),
-                Err(error) if error.is_duplicate_key() => self.break_if_stale(key, now).await?,
-                Err(error) => return Err(error.into()),
+            if self.try_lock(key, owner).await? {
+                return Ok(());
             }
             if started.elapsed() >= self.exec.timeout {
                 return Err(StoreError::Unavailable(Box::new(Error::Timeout(
@@ -136,18 +188,40 @@ impl Writes {
         }
     }
 
-    /// A mutex left behind by a crashed or cancelled writer is deleted once its lease passed.
+    /// One attempt at the mutex (a second one right after breaking a stale mutex).
+    async fn try_lock(&self, key: &str, owner: &Nonce) -> Result<bool, StoreError> {
+        for _ in 0..2 {
+            let now = chrono::Utc::now();
+            match self
+                .exec
+                .run(self.locks.insert_one(self.mutex_document(key, owner, now)))
+                .await
+            {
+                Ok(_) => return Ok(true),
+                Err(error) if error.is_duplicate_key() => {
+                    if !self.break_if_stale(key, now).await? {
+                        return Ok(false);
+                    }
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(false)
+    }
+
+    /// A mutex left behind by a crashed or cancelled writer is deleted once its lease
+    /// passed. `true` when the mutex is gone (deleted here, or released meanwhile).
     async fn break_if_stale(
         &self,
         key: &str,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let Some(held) = self
             .exec
             .run(self.locks.find_one(doc! { "_id": key }))
             .await?
         else {
-            return Ok(());
+            return Ok(true);
         };
         let stale = matches!(
             held.get("expiresAt"),
@@ -161,8 +235,81 @@ impl Writes {
                         .delete_one(doc! { "_id": key, "owner": stale_owner.as_str() }),
                 )
                 .await?;
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
+    }
+}
+
+/// In-process mutexes per document key: writers of one process queue here, in memory,
+/// before one of them takes the server-side mutex. Entries live only while in use.
+#[derive(Clone, Debug, Default)]
+struct LocalLocks {
+    held: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl LocalLocks {
+    fn entry(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(held.entry(key.to_owned()).or_default())
+    }
+
+    async fn lock(&self, key: &str) -> LocalGuard {
+        let mutex = self.entry(key);
+        let guard = Arc::clone(&mutex).lock_owned().await;
+        self.guard(key, mutex, guard)
+    }
+
+    fn try_lock(&self, key: &str) -> Option<LocalGuard> {
+        let mutex = self.entry(key);
+        match Arc::clone(&mutex).try_lock_owned() {
+            Ok(guard) => Some(self.guard(key, mutex, guard)),
+            Err(_) => {
+                self.forget_if_unused(key, mutex);
+                None
+            }
+        }
+    }
+
+    fn guard(
+        &self,
+        key: &str,
+        mutex: Arc<tokio::sync::Mutex<()>>,
+        guard: OwnedMutexGuard<()>,
+    ) -> LocalGuard {
+        LocalGuard {
+            locks: self.clone(),
+            key: key.to_owned(),
+            mutex: Some(mutex),
+            guard: Some(guard),
+        }
+    }
+
+    /// Drops the map's entry when nobody else holds or waits for it.
+    fn forget_if_unused(&self, key: &str, mutex: Arc<tokio::sync::Mutex<()>>) {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        // The map's reference and ours: nobody else holds or waits.
+        if Arc::strong_count(&mutex) == 2 {
+            held.remove(key);
+        }
+    }
+}
+
+/// Holds a [`LocalLocks`] entry; unlocks and tidies up on drop.
+struct LocalGuard {
+    locks: LocalLocks,
+    key: String,
+    mutex: Option<Arc<tokio::sync::Mutex<()>>>,
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl Drop for LocalGuard {
+    fn drop(&mut self) {
+        // The guard holds a reference of its own: release it before counting.
+        drop(self.guard.take());
+        if let Some(mutex) = self.mutex.take() {
+            self.locks.forget_if_unused(&self.key, mutex);
+        }
     }
 }
 
@@ -183,5 +330,59 @@ pub(crate) fn matched(count: u64) -> Write {
         Write::Applied
     } else {
         Write::NotMatched
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::LocalLocks;
+
+    fn entries(locks: &LocalLocks) -> usize {
+        locks
+            .held
+            .lock()
+            .map(|held| held.len())
+            .unwrap_or(usize::MAX)
+    }
+
+    #[tokio::test]
+    async fn a_held_key_refuses_try_lock_and_other_keys_are_independent() {
+        let locks = LocalLocks::default();
+        let held = locks.lock("rows:a").await;
+        assert!(locks.try_lock("rows:a").is_none(), "busy while held");
+        let other = locks.try_lock("rows:b");
+        assert!(other.is_some(), "another document is not blocked");
+        drop(other);
+        assert_eq!(
+            entries(&locks),
+            1,
+            "a failed try_lock leaves the holder's entry"
+        );
+        drop(held);
+        assert_eq!(entries(&locks), 0, "entries are removed once unused");
+        assert!(locks.try_lock("rows:a").is_some(), "free again");
+        assert_eq!(entries(&locks), 0);
+    }
+
+    #[tokio::test]
+    async fn waiters_queue_and_the_entry_outlives_them_all() {
+        let locks = LocalLocks::default();
+        let first = locks.lock("rows:a").await;
+        let waiter = {
+            let locks = locks.clone();
+            tokio::spawn(async move {
+                let _second = locks.lock("rows:a").await;
+                // While the waiter holds it, the entry is still there.
+                locks.try_lock("rows:a").is_none()
+            })
+        };
+        // Let the waiter queue up behind `first`.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "the waiter waits for the holder");
+        drop(first);
+        assert!(waiter.await.expect("waiter"), "the waiter got the mutex");
+        assert_eq!(entries(&locks), 0);
     }
 }

@@ -266,10 +266,12 @@ async fn writes_are_serialised_exactly_on_ferretdb() {
 }
 
 /// Serialised mode (forced here, so this runs on MongoDB too): a mutex left by a crashed
-/// writer is broken once its lease passed; a live one makes the write wait, and give up
-/// `Unavailable` after the operation timeout rather than write unguarded.
+/// writer is broken once its lease passed; a live one makes a claim report `NotMatched`
+/// without waiting, and any other write wait and give up `Unavailable` after the operation
+/// timeout rather than write unguarded.
 #[tokio::test]
 async fn serialised_writes_break_stale_mutexes_and_wait_for_live_ones() {
+    const TIMEOUT: Duration = Duration::from_millis(1500);
     let Some(urls) = dev_services::urls_for_test(
         "store-mongo operations::serialised_writes_break_stale_mutexes",
     ) else {
@@ -277,7 +279,7 @@ async fn serialised_writes_break_stale_mutexes_and_wait_for_live_ones() {
     };
     let options = MongoOptions {
         serialize_writes: Some(true),
-        operation_timeout: Some(Duration::from_millis(800)),
+        operation_timeout: Some(TIMEOUT),
         ..crate::support::options()
     };
     let database = dev_services::unique_name(crate::support::DATABASE_PREFIX);
@@ -319,11 +321,24 @@ async fn serialised_writes_break_stale_mutexes_and_wait_for_live_ones() {
         .insert_one(doc! { "_id": &key, "owner": "alive", "expiresAt": future })
         .await
         .expect("a live mutex");
-    let started = Instant::now();
     let later = now + chrono::TimeDelta::seconds(30);
-    let result = stores
+    let started = Instant::now();
+    let claimed = stores
         .rows()
         .claim_poll(&row.id, &row.scan_ref, later, later)
+        .await
+        .expect("a busy row is not an error for a claim");
+    assert_eq!(claimed, idenfy_core::Write::NotMatched);
+    assert!(
+        started.elapsed() < TIMEOUT,
+        "a claim never waits for the mutex ({:?})",
+        started.elapsed()
+    );
+
+    let started = Instant::now();
+    let result = stores
+        .rows()
+        .mark_expired(&row.id, &row.scan_ref, later)
         .await;
     assert!(
         matches!(result, Err(StoreError::Unavailable(_))),
@@ -331,7 +346,7 @@ async fn serialised_writes_break_stale_mutexes_and_wait_for_live_ones() {
     );
     let waited = started.elapsed();
     assert!(
-        waited >= Duration::from_millis(800) && waited < Duration::from_secs(3),
+        waited >= TIMEOUT && waited < TIMEOUT * 3,
         "waited {waited:?}"
     );
     let unchanged = stores.rows().get(&row.id).await.expect("get").expect("row");
@@ -339,6 +354,12 @@ async fn serialised_writes_break_stale_mutexes_and_wait_for_live_ones() {
         unchanged.last_polled_at,
         Some(now),
         "nothing written without the mutex"
+    );
+    assert_eq!(unchanged.verification_status, row.verification_status);
+    assert_eq!(
+        locks.count_documents(doc! {}).await.expect("count"),
+        1,
+        "the live mutex is left alone"
     );
     finish(stores).await;
 }
