@@ -9,6 +9,7 @@
 
 pub mod creation;
 pub mod ids;
+mod inflight;
 pub mod memory;
 pub mod model;
 pub mod ports;
@@ -50,6 +51,8 @@ pub struct Sessions<R, P, I, L, A, C> {
     pub idenfy: A,
     pub clock: C,
     pub settings: Settings,
+    /// Rows this instance is recovering right now (the in-process layer of step 5d).
+    recovering: inflight::InFlight,
 }
 
 impl<R, P, I, L, A, C> Sessions<R, P, I, L, A, C>
@@ -78,6 +81,7 @@ where
             idenfy,
             clock,
             settings,
+            recovering: inflight::InFlight::default(),
         }
     }
 }

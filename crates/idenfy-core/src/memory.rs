@@ -73,6 +73,7 @@ fn is_exactly_expired(status: Option<&VerificationStatus>) -> bool {
 pub struct MemoryRowStore {
     rows: Arc<Mutex<BTreeMap<RowId, IdenfyRow>>>,
     delay: Option<Delay>,
+    recreation_claims: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl fmt::Debug for MemoryRowStore {
@@ -93,6 +94,12 @@ impl MemoryRowStore {
     pub fn with_delay(mut self, delay: Delay) -> Self {
         self.delay = Some(delay);
         self
+    }
+
+    /// How many `claim_recreation` calls were made, matched or not (tests).
+    pub fn recreation_claims(&self) -> usize {
+        self.recreation_claims
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Every row, ordered by id.
@@ -292,6 +299,8 @@ impl RowStore for MemoryRowStore {
         claim: &Claim,
         now: Timestamp,
     ) -> Result<Write, StoreError> {
+        self.recreation_claims
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(self
             .update(
                 id,

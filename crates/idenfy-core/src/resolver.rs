@@ -1,7 +1,8 @@
 //! The resolver (PRODUCT.md §4): status with expired-session recovery.
 //!
 //! The numbered steps of the contract are marked in the code. The guard against double
-//! minting is the MongoDB claim (step 5e); the Valkey lock in front of it only saves work.
+//! minting is the MongoDB claim (step 5e); the in-process single flight and the Valkey
+//! lock in front of it only save work.
 
 use std::time::Duration;
 
@@ -327,7 +328,12 @@ where
         {
             return Ok(self.pending(&row, self.settings.pending_retry_after));
         }
-        // 5d: the lock saves work; losing it means a peer is minting.
+        // 5d: one recovery per row in this process, then the Valkey lock between processes.
+        // Both only save work; losing either means a peer is minting.
+        let Some(_in_flight) = self.recovering.enter(&row.id) else {
+            metrics::counter!("idenfy_recreate_lock_total", "outcome" => "busy_here").increment(1);
+            return self.reread_and_classify(&row.id, &row.scan_ref).await;
+        };
         let guard = match self.lock.acquire(&row.id, self.settings.lock_ttl).await {
             Ok(Some(guard)) => {
                 metrics::counter!("idenfy_recreate_lock_total", "outcome" => "won").increment(1);

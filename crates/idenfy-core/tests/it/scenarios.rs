@@ -175,7 +175,7 @@ async fn persist_miss_returns_the_peer_token_and_records_the_orphan() {
         })),
         ..Default::default()
     });
-    let _ = peer.set(h.sessions.clone());
+    let _ = peer.set(h.replica());
     let _ = clock_slot.set(h.clock.clone());
     let row = h.seed(Seed::expired()).await;
     let _ = row_slot.set(row.id.clone());

@@ -113,6 +113,20 @@ impl Harness {
         }
     }
 
+    /// Another replica: a fresh service (its own in-process state) over the same stores,
+    /// lock, iDenfy and clock.
+    pub fn replica(&self) -> Arc<TestSessions> {
+        Arc::new(Sessions::new(
+            self.rows.clone(),
+            self.parents.clone(),
+            self.intents.clone(),
+            self.lock.clone(),
+            self.idenfy.clone(),
+            self.clock.clone(),
+            self.sessions.settings.clone(),
+        ))
+    }
+
     /// Stores a parent and its row as `seed` describes; returns the row.
     pub async fn seed(&self, seed: Seed) -> IdenfyRow {
         let now = self.clock.now_for_tests();

@@ -172,8 +172,9 @@ async fn w5_cap_is_atomic_and_every_attempt_is_counted() {
         })
         .await;
     let mut tasks = Vec::new();
+    // One replica per task: the store claim, not the in-process layer, decides.
     for _ in 0..16 {
-        let (sessions, stale) = (h.sessions.clone(), row.clone());
+        let (sessions, stale) = (h.replica(), row.clone());
         tasks.push(tokio::spawn(
             async move { sessions.resolve_row(stale).await },
         ));
