@@ -306,19 +306,22 @@ async fn cached_poll(stack: &Stack, sizes: &Sizes, report: &mut Report) -> anyho
     let max_requests = 10_000_000;
     for &level in &sizes.levels {
         println!("==> cached poll at concurrency {level}");
-        let (finals_summary, actives_summary, floor, floor_in, healthz) = {
+        let (finals_summary, actives_summary, floor, floor_in, healthz, in_app) = {
             let sampled = sample_rss(stack.apps[0].pid, &peak, async {
+                let before = InApp::read(stack).await;
                 let f = load::closed_loop(level, sizes.level_time, max_requests, |i| {
                     let row = &finals[(i as usize) % finals.len()];
                     async move { stack.poll_status_only(0, row).await == 200 }
                 })
                 .await;
+                let between = InApp::read(stack).await;
                 let a = load::closed_loop(level, sizes.level_time, max_requests, |i| {
                     let row = &actives[(i as usize) % actives.len()];
                     async move { stack.poll_status_only(0, row).await == 200 }
                 })
                 .await;
-                (f, a)
+                let after = InApp::read(stack).await;
+                (f, a, between.since(&before), after.since(&between))
             })
             .await;
             let floor = load::closed_loop(level, sizes.level_time, max_requests, |i| {
@@ -358,7 +361,14 @@ async fn cached_poll(stack: &Stack, sizes: &Sizes, report: &mut Report) -> anyho
                 }
             })
             .await;
-            (sampled.0, sampled.1, floor, floor_in, healthz)
+            (
+                sampled.0,
+                sampled.1,
+                floor,
+                floor_in,
+                healthz,
+                [("final rows", sampled.2), ("ACTIVE rows", sampled.3)],
+            )
         };
         let scenario = format!("cached poll c={level}");
         for (what, s) in [
@@ -369,6 +379,9 @@ async fn cached_poll(stack: &Stack, sizes: &Sizes, report: &mut Report) -> anyho
             ("app GET /healthz", &healthz),
         ] {
             report.summary(&scenario, what, s);
+        }
+        for (what, spent) in &in_app {
+            spent.report(report, &scenario, what);
         }
         let floor_p50 = floor.p50_ms().max(0.001);
         report.add(
@@ -387,6 +400,80 @@ async fn cached_poll(stack: &Stack, sizes: &Sizes, report: &mut Report) -> anyho
         );
     }
     Ok(peak.load(Ordering::Relaxed))
+}
+
+/// The status route's time and the store's time inside app 0, from its `/metrics`
+/// (`http_request_duration_seconds` and `idenfy_store_call_seconds`): where a cached
+/// poll spends its time, measured in the app rather than guessed.
+#[derive(Clone, Copy, Debug, Default)]
+struct InApp {
+    requests: f64,
+    request_seconds: f64,
+    store_calls: f64,
+    store_seconds: f64,
+}
+
+impl InApp {
+    const ROUTE: &'static str = "route=\"/idenfy-sessions/{id}/status\"";
+
+    async fn read(stack: &Stack) -> InApp {
+        let text = stack.metrics_text(0).await;
+        InApp {
+            requests: stack::metric_in(&text, "http_request_duration_seconds_count", Self::ROUTE),
+            request_seconds: stack::metric_in(
+                &text,
+                "http_request_duration_seconds_sum",
+                Self::ROUTE,
+            ),
+            store_calls: stack::metric_in(&text, "idenfy_store_call_seconds_count", ""),
+            store_seconds: stack::metric_in(&text, "idenfy_store_call_seconds_sum", ""),
+        }
+    }
+
+    fn since(&self, earlier: &InApp) -> InApp {
+        InApp {
+            requests: self.requests - earlier.requests,
+            request_seconds: self.request_seconds - earlier.request_seconds,
+            store_calls: self.store_calls - earlier.store_calls,
+            store_seconds: self.store_seconds - earlier.store_seconds,
+        }
+    }
+
+    fn report(&self, report: &mut Report, scenario: &str, what: &str) {
+        if self.requests < 1.0 {
+            return;
+        }
+        let per_request_ms = 1000.0 * self.request_seconds / self.requests;
+        let store_ms = 1000.0 * self.store_seconds / self.requests;
+        report.add(
+            scenario,
+            &format!("{what}, in the app: time per request (mean)"),
+            per_request_ms,
+            "ms",
+            None,
+        );
+        report.add(
+            scenario,
+            &format!("{what}, in the app: store calls per request"),
+            self.store_calls / self.requests,
+            "x",
+            None,
+        );
+        report.add(
+            scenario,
+            &format!("{what}, in the app: store time per request (mean)"),
+            store_ms,
+            "ms",
+            None,
+        );
+        report.add(
+            scenario,
+            &format!("{what}, in the app: store share of the request time"),
+            100.0 * store_ms / per_request_ms.max(f64::EPSILON),
+            "%",
+            None,
+        );
+    }
 }
 
 /// Waits (bounded) until every app answers `/readyz` again, so that one scenario's backlog

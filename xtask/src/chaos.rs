@@ -30,6 +30,10 @@ pub(crate) struct Args {
     /// local).
     #[arg(long, env = dev_services::BACKEND_VAR, default_value = "auto", value_parser = crate::parse_backend)]
     pub(crate) backend: Backend,
+    /// Run only the scenarios whose name contains one of these comma-separated texts
+    /// (case-insensitive), e.g. `--only valkey` or `--only storm,killed`.
+    #[arg(long)]
+    pub(crate) only: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -139,9 +143,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         // Short, so that a lock left by the SIGKILLed app frees up soon; the MongoDB claim
         // is the guard against double minting, not the lock.
         lock_ttl: Duration::from_secs(3),
-        // The shortest the app accepts, so that the SIGKILL scenario waits for the real
-        // claim expiry in quick mode too.
-        claim_ttl: Duration::from_secs(15),
+        // Quick: the shortest the app accepts, so that the SIGKILL scenario waits for the
+        // real claim expiry in under a minute. Full: the app's default.
+        claim_ttl: Duration::from_secs(if args.quick { 15 } else { 60 }),
         backoff_base: Duration::from_secs(2),
     };
     let binary = stack::build_app(settings.release).await?;
@@ -151,7 +155,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let logs = stack::bench_dir().join("logs").join("chaos");
     let run = async {
         let stack = Stack::start(&binary, &services, settings, &logs).await?;
-        let verdicts = scenarios(&stack, &mut services, &sizes).await;
+        let verdicts = scenarios(&stack, &mut services, &sizes, args.only.as_deref()).await;
         stack.shutdown().await;
         anyhow::Ok(verdicts)
     };
@@ -165,6 +169,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         .is_ok_and(|verdicts| verdicts.iter().all(|v| v.pass));
     services.stop(!all_passed).await?;
     let verdicts = result?;
+    if verdicts.is_empty() {
+        bail!(
+            "no scenario matches --only {:?}",
+            args.only.unwrap_or_default()
+        );
+    }
     println!("\n| scenario | result |\n|---|---|");
     for v in &verdicts {
         println!("| {} | {} |", v.name, if v.pass { "PASS" } else { "FAIL" });
@@ -186,10 +196,24 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn scenarios(stack: &Stack, services: &mut Services, sizes: &Sizes) -> Vec<Verdict> {
+async fn scenarios(
+    stack: &Stack,
+    services: &mut Services,
+    sizes: &Sizes,
+    only: Option<&str>,
+) -> Vec<Verdict> {
     let mut verdicts = Vec::new();
+    let only = only.map(str::to_lowercase);
     macro_rules! scenario {
         ($name:literal, $body:expr) => {{
+            if only.as_deref().is_none_or(|only| {
+                only.split(',')
+                    .any(|part| $name.to_lowercase().contains(part.trim()))
+            }) {
+                scenario!(@run $name, $body);
+            }
+        }};
+        (@run $name:literal, $body:expr) => {{
             println!("\n==> {}", $name);
             let t = Instant::now();
             let verdict = match $body.await {

@@ -51,6 +51,7 @@ async fn all(phases: &mut Phases, backend: Backend) -> anyhow::Result<()> {
             crate::chaos::run(crate::chaos::Args {
                 quick: true,
                 backend,
+                only: None,
             }),
         )
         .await?;

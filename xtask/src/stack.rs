@@ -556,6 +556,20 @@ impl Stack {
 
     /// The sum of a Prometheus counter over every running app, for series whose labels
     /// contain `label` (e.g. `outcome="won"`; empty: all series).
+    /// One app's `/metrics` text (empty when it does not answer).
+    pub(crate) async fn metrics_text(&self, app: usize) -> String {
+        let Ok(response) = self
+            .http
+            .get(format!("{}/metrics", self.apps[app].base))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+        else {
+            return String::new();
+        };
+        response.text().await.unwrap_or_default()
+    }
+
     pub(crate) async fn metric_sum(&self, name: &str, label: &str) -> f64 {
         let mut total = 0.0;
         for index in 0..self.apps.len() {

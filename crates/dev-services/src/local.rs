@@ -105,8 +105,14 @@ async fn start_ferretdb(layout: &Layout, tools: &Tools) -> Result<ServiceState> 
     let command: Vec<String> = vec![
         tools.ferretdb.display().to_string(),
         "--handler=sqlite".into(),
-        // FerretDB wants a directory URL with a trailing slash.
-        format!("--sqlite-url=file:{}/", data.display()),
+        // FerretDB wants a directory URL with a trailing slash. It runs SQLite in WAL mode;
+        // `synchronous(normal)` skips the fsync per commit, which loses nothing when a
+        // process dies (only on power loss, which a throwaway test server does not care
+        // about) and lets it commit about half again as many writes per second.
+        format!(
+            "--sqlite-url=file:{}/?_pragma=synchronous(normal)",
+            data.display()
+        ),
         format!("--state-dir={}", state_dir.display()),
         format!("--listen-addr=127.0.0.1:{port}"),
         // `-` disables the debug HTTP listener, whose default 127.0.0.1:8088 would collide

@@ -16,6 +16,11 @@ const BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Store calls are often well under a millisecond.
+const STORE_BUCKETS: &[f64] = &[
+    0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
 /// The process's Prometheus handle. The first call installs the global recorder; later
 /// calls (several routers in one test process) return the same handle. If some other
 /// recorder was installed first, a detached recorder is returned and `/metrics` shows only
@@ -26,7 +31,11 @@ pub fn handle() -> PrometheusHandle {
         .get_or_init(|| {
             let builder = || {
                 PrometheusBuilder::new()
-                    .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.to_owned()), BUCKETS)
+                    .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.to_owned()), BUCKETS)?
+                    .set_buckets_for_metric(
+                        Matcher::Full(store_mongo::STORE_CALL_SECONDS.to_owned()),
+                        STORE_BUCKETS,
+                    )
             };
             match builder().and_then(PrometheusBuilder::install_recorder) {
                 Ok(handle) => handle,

@@ -106,6 +106,10 @@ impl Collections {
     }
 }
 
+/// Histogram of the time of every driver call (reads, writes, write mutexes), in seconds:
+/// how much of a request's time is spent waiting for the server.
+pub const STORE_CALL_SECONDS: &str = "idenfy_store_call_seconds";
+
 /// Runs driver futures under the per-operation timeout.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Exec {
@@ -113,11 +117,15 @@ pub(crate) struct Exec {
 }
 
 impl Exec {
+    /// One driver call, timed ([`STORE_CALL_SECONDS`]) and bounded by the timeout.
     pub(crate) async fn run<T>(
         self,
         operation: impl IntoFuture<Output = mongodb::error::Result<T>>,
     ) -> Result<T, Error> {
-        match tokio::time::timeout(self.timeout, operation).await {
+        let started = tokio::time::Instant::now();
+        let result = tokio::time::timeout(self.timeout, operation).await;
+        metrics::histogram!(STORE_CALL_SECONDS).record(started.elapsed().as_secs_f64());
+        match result {
             Ok(result) => result.map_err(Error::from),
             Err(_) => Err(Error::Timeout(self.timeout)),
         }
