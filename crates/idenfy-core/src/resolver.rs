@@ -301,6 +301,20 @@ where
     /// Step 5: recover an expired row.
     async fn recover(&self, row: IdenfyRow) -> Result<Resolution, StoreError> {
         let now = self.clock.now();
+        // Recovery already under way, seen without another read: a live claim (a peer is
+        // minting), or this process recovering the row. Pending; the recovery in progress
+        // settles the rest (parent, cap, back-off). In a herd this keeps most polls at one
+        // store read.
+        if let Some(claim) = &row.recreation.claim
+            && claim.claimed_until > now
+        {
+            return Ok(self.pending(&row, self.settings.pending_retry_after));
+        }
+        // 5d, first layer: one recovery per row in this process.
+        let Some(_in_flight) = self.recovering.enter(&row.id) else {
+            metrics::counter!("idenfy_recreate_lock_total", "outcome" => "busy_here").increment(1);
+            return Ok(self.pending(&row, self.settings.pending_retry_after));
+        };
         // 5a: only a paid, unfinished parent is resumed (W18).
         let parent = self.parents.get(row.flow, &row.parent_id).await?;
         if !parent
@@ -322,18 +336,8 @@ where
         {
             return Ok(self.pending(&row, to_std(next - now)));
         }
-        // A live claim elsewhere: do not even touch the lock.
-        if let Some(claim) = &row.recreation.claim
-            && claim.claimed_until > now
-        {
-            return Ok(self.pending(&row, self.settings.pending_retry_after));
-        }
-        // 5d: one recovery per row in this process, then the Valkey lock between processes.
-        // Both only save work; losing either means a peer is minting.
-        let Some(_in_flight) = self.recovering.enter(&row.id) else {
-            metrics::counter!("idenfy_recreate_lock_total", "outcome" => "busy_here").increment(1);
-            return self.reread_and_classify(&row.id, &row.scan_ref).await;
-        };
+        // 5d, second layer: the Valkey lock between processes. Like the first, it only
+        // saves work; losing it means a peer is minting.
         let guard = match self.lock.acquire(&row.id, self.settings.lock_ttl).await {
             Ok(Some(guard)) => {
                 metrics::counter!("idenfy_recreate_lock_total", "outcome" => "won").increment(1);
