@@ -35,6 +35,29 @@ fn service<S>(state: &AppState<S>, environment: Environment) -> Result<&Arc<S>, 
         .ok_or_else(|| ApiError::not_found("Sandbox environment is not configured"))
 }
 
+/// Runs `work` on its own task, so it finishes even when the request does not (the
+/// deadline passed, the client went away): a recovery or a creation cut off between the
+/// mint and its write would leave a paid token unused and the row blocked by its claim
+/// until the claim expires. A panic is passed on to the request, where the panic layer
+/// answers 500.
+async fn to_completion<T, F>(work: F) -> Result<T, ApiError>
+where
+    F: Future<Output = Result<T, ApiError>> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::spawn(work).await {
+        Ok(result) => result,
+        Err(join) => match join.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Only a runtime shutting down cancels the task.
+            Err(_) => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The service is shutting down",
+            )),
+        },
+    }
+}
+
 /// `GET /idenfy-sessions/{id}/status`.
 pub async fn session_status<S: Service>(
     State(state): AppStateRef<S>,
@@ -42,11 +65,12 @@ pub async fn session_status<S: Service>(
     Caller(caller): Caller,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<SessionView>, ApiError> {
-    let svc = service(&state, environment)?;
+    let svc = Arc::clone(service(&state, environment)?);
     let Ok(Path(id)) = id else {
         return Err(ResolveError::NotFound.into());
     };
-    let resolution = svc.sessions().resolve(&id, &caller).await?;
+    let resolution =
+        to_completion(async move { Ok(svc.sessions().resolve(&id, &caller).await?) }).await?;
     Ok(Json(resolution.view))
 }
 
@@ -57,17 +81,20 @@ pub async fn status_v2<S: Service>(
     Caller(caller): Caller,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<StatusV2>, ApiError> {
-    let svc = service(&state, environment)?;
+    let svc = Arc::clone(service(&state, environment)?);
     let sid = query
         .ok()
         .and_then(|Query(mut q)| q.remove("sid"))
         .filter(|sid| !sid.trim().is_empty())
         .ok_or_else(|| ApiError::bad_request("Missing sid"))?;
-    match svc.sessions().status_v2(&sid, &caller).await {
-        Ok(status) => Ok(Json(status)),
-        Err(ResolveError::NotFound) => Err(ApiError::not_found("Session not found")),
-        Err(other) => Err(other.into()),
-    }
+    to_completion(async move {
+        match svc.sessions().status_v2(&sid, &caller).await {
+            Ok(status) => Ok(Json(status)),
+            Err(ResolveError::NotFound) => Err(ApiError::not_found("Session not found")),
+            Err(other) => Err(other.into()),
+        }
+    })
+    .await
 }
 
 /// `GET /idenfy-sessions`.
@@ -171,9 +198,8 @@ pub async fn create<S: Service>(
         flow,
         idempotency_key,
     };
-    Ok(created(
-        state.live.sessions().create_session(request).await?,
-    ))
+    let live = Arc::clone(&state.live);
+    to_completion(async move { Ok(created(live.sessions().create_session(request).await?)) }).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,13 +229,13 @@ pub async fn ensure<S: Service>(
             Some(raw) => Some(parse_sig_digest(Some(&raw))?),
         }
     };
-    Ok(created(
-        state
-            .live
-            .sessions()
-            .ensure_idenfy_session(&id, owner)
-            .await?,
-    ))
+    let live = Arc::clone(&state.live);
+    to_completion(async move {
+        Ok(created(
+            live.sessions().ensure_idenfy_session(&id, owner).await?,
+        ))
+    })
+    .await
 }
 
 /// `GET /healthz`: the process answers.

@@ -303,3 +303,54 @@ async fn slow_handlers_answer_503_json_within_the_route_timeouts() {
     assert_eq!(code, 503);
     assert_eq!(body, json!({ "error": "Request timed out" }));
 }
+
+/// A recovery outlives its request: the route deadline answers 503 while the mint is still
+/// running, and the minted token is persisted anyway, so the next poll shows it. (Cut off
+/// between mint and persist, the paid token would be lost and the row blocked by the
+/// claim for its whole TTL, then minted again.)
+#[tokio::test]
+async fn a_recovery_cut_off_by_the_deadline_still_persists_its_token() {
+    let sim = Sim::start(SimConfig::default()).await.expect("sim");
+    let sessions = memory_sessions(&sim, Environment::Live, Duration::from_millis(1)).expect("s");
+    let state = AppState::new(Arc::new(sessions), idenfy_app::metrics::handle())
+        .with_internal_token(Secret::new(TOKEN))
+        .with_timeouts(Timeouts {
+            webhook: Duration::from_secs(8),
+            request: Duration::from_millis(300),
+        });
+    let base = serve(idenfy_app::router(state)).await;
+    let http = reqwest::Client::new();
+
+    let (code, body) = send(
+        http.post(format!("{base}/internal/sessions"))
+            .bearer_auth(TOKEN)
+            .json(&json!({ "sigDigest": USER, "flow": "gov-id" })),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    let created = crate::support::Created::from(&body);
+    assert!(sim.expire_token(&created.scan_ref));
+    sim.set_latency(idenfy_sim::Endpoint::Token, Duration::from_millis(800));
+
+    let status = format!("{base}/idenfy-sessions/{}/status", created.row);
+    let (code, body) = send(http.get(&status).header("X-Holo-User-Id", USER)).await;
+    assert_eq!(code, 503, "the deadline passes during the mint: {body}");
+    assert_eq!(sim.counters().token_calls, 2, "creation plus the recovery");
+
+    // The mint answers 500 ms later; give the persist a moment after that.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    sim.set_latency(idenfy_sim::Endpoint::Token, Duration::ZERO);
+    let (code, body) = send(http.get(&status).header("X-Holo-User-Id", USER)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_ne!(
+        body["idenfyScanRef"],
+        json!(created.scan_ref),
+        "the token minted during the cut-off request was persisted: {body}"
+    );
+    assert!(body["idenfyAuthToken"].is_string(), "{body}");
+    assert_eq!(
+        sim.counters().token_calls,
+        2,
+        "and nothing was minted again"
+    );
+}
