@@ -37,6 +37,9 @@ pub enum Error {
     /// The operation did not finish within the configured per-operation timeout.
     #[error("MongoDB operation timed out after {0:?}")]
     Timeout(Duration),
+    /// Serialised mode: another writer held the document's write mutex for that long.
+    #[error("waited {0:?} for another writer of the same document (FerretDB write mutex)")]
+    MutexTimeout(Duration),
     /// Our own value could not be turned into BSON (an id that is not an ObjectId).
     #[error("cannot encode {what}: {reason}")]
     Encode { what: &'static str, reason: String },
@@ -52,7 +55,7 @@ impl Error {
                     ErrorKind::Command(_) | ErrorKind::Write(_) | ErrorKind::InvalidArgument { .. }
                 ) && !self.is_transient()
             }
-            Error::Timeout(_) | Error::Encode { .. } => false,
+            Error::Timeout(_) | Error::MutexTimeout(_) | Error::Encode { .. } => false,
         }
     }
 
@@ -74,7 +77,7 @@ impl Error {
 
     fn is_transient(&self) -> bool {
         let error = match self {
-            Error::Timeout(_) => return true,
+            Error::Timeout(_) | Error::MutexTimeout(_) => return true,
             Error::Encode { .. } => return false,
             Error::Driver(error) => error,
         };

@@ -105,8 +105,10 @@ impl Writes {
         let _local = self.local.lock(&key).await;
         let owner = Nonce::random();
         self.lock(&key, &owner).await?;
+        let held = self.held(&key, &owner);
         let result = operation().await;
         self.unlock(&key, &owner).await;
+        held.disarm();
         result
     }
 
@@ -133,9 +135,21 @@ impl Writes {
         if !self.try_lock(&key, &owner).await? {
             return Ok(None);
         }
+        let held = self.held(&key, &owner);
         let result = operation().await;
         self.unlock(&key, &owner).await;
+        held.disarm();
         result.map(Some)
+    }
+
+    /// Deletes the mutex `key` of `owner` if the write is dropped before it unlocks (a
+    /// cancelled request): otherwise every writer of the document would wait out its lease.
+    fn held(&self, key: &str, owner: &Nonce) -> Held {
+        Held {
+            locks: self.locks.clone(),
+            exec: self.exec,
+            key: Some((key.to_owned(), owner.clone())),
+        }
     }
 
     /// A failed unlock is not fatal: the mutex expires after its lease.
@@ -171,6 +185,10 @@ impl Writes {
     }
 
     /// Inserts the mutex document, retrying with back-off until the store timeout.
+    ///
+    /// While the mutex is held, the wait polls it with reads and tries the insert again only
+    /// once it looks free: a failed insert still takes SQLite's single write lock, so
+    /// waiters retrying inserts would crowd out the very writes they wait for.
     async fn lock(&self, key: &str, owner: &Nonce) -> Result<(), StoreError> {
         let started = tokio::time::Instant::now();
         let mut attempt: u32 = 0;
@@ -178,14 +196,34 @@ impl Writes {
             if self.try_lock(key, owner).await? {
                 return Ok(());
             }
-            if started.elapsed() >= self.exec.timeout {
-                return Err(StoreError::Unavailable(Box::new(Error::Timeout(
-                    self.exec.timeout,
-                ))));
+            loop {
+                if started.elapsed() >= self.exec.timeout {
+                    return Err(StoreError::Unavailable(Box::new(Error::MutexTimeout(
+                        self.exec.timeout,
+                    ))));
+                }
+                attempt = attempt.saturating_add(1);
+                tokio::time::sleep(backoff(attempt)).await;
+                if self.looks_free(key).await? {
+                    break;
+                }
             }
-            attempt = attempt.saturating_add(1);
-            tokio::time::sleep(backoff(attempt)).await;
         }
+    }
+
+    /// The mutex is absent, or held past its lease (which the next attempt breaks).
+    async fn looks_free(&self, key: &str) -> Result<bool, StoreError> {
+        let held = self
+            .exec
+            .run(self.locks.find_one(doc! { "_id": key }))
+            .await?;
+        Ok(held.is_none_or(|held| {
+            matches!(
+                held.get("expiresAt"),
+                Some(Bson::DateTime(until))
+                    if until.timestamp_millis() < chrono::Utc::now().timestamp_millis()
+            )
+        }))
     }
 
     /// One attempt at the mutex (a second one right after breaking a stale mutex).
@@ -238,6 +276,40 @@ impl Writes {
             return Ok(true);
         }
         Ok(false)
+    }
+}
+
+/// A held server-side mutex; unlocked in the background when dropped armed.
+struct Held {
+    locks: Collection<Document>,
+    exec: Exec,
+    key: Option<(String, Nonce)>,
+}
+
+impl Held {
+    /// The write unlocked normally.
+    fn disarm(mut self) {
+        self.key = None;
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let Some((key, owner)) = self.key.take() else {
+            return;
+        };
+        // Without a runtime (shutting down) the lease still frees the document.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (locks, exec) = (self.locks.clone(), self.exec);
+            runtime.spawn(async move {
+                let deleted = exec
+                    .run(locks.delete_one(doc! { "_id": &key, "owner": owner.as_str() }))
+                    .await;
+                if let Err(error) = deleted {
+                    tracing::warn!(key, error = %error, "could not delete the write mutex of a cancelled write; it expires by itself");
+                }
+            });
+        }
     }
 }
 

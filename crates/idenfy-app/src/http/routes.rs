@@ -38,7 +38,7 @@ fn service<S>(state: &AppState<S>, environment: Environment) -> Result<&Arc<S>, 
 /// Runs `work` on its own task, so it finishes even when the request does not (the
 /// deadline passed, the client went away): a recovery or a creation cut off between the
 /// mint and its write would leave a paid token unused and the row blocked by its claim
-/// until the claim expires. A panic is passed on to the request, where the panic layer
+/// until the claim expires, and any write cut off would leave half-done work behind. A panic is passed on to the request, where the panic layer
 /// answers 500.
 async fn to_completion<T, F>(work: F) -> Result<T, ApiError>
 where
@@ -119,15 +119,23 @@ pub async fn webhook<S: Service>(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Json<WebhookAck>, ApiError> {
-    let svc = service(&state, environment)?;
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let request = WebhookRequest {
-        signature: text("idenfy-signature"),
-        event_type: text("idenfy-event-type"),
-        body: &body,
+    let svc = Arc::clone(service(&state, environment)?);
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
     };
-    let ack = svc.sessions().handle_webhook(request).await?;
-    Ok(Json(ack))
+    let (signature, event_type) = (text("idenfy-signature"), text("idenfy-event-type"));
+    to_completion(async move {
+        let request = WebhookRequest {
+            signature: signature.as_deref(),
+            event_type: event_type.as_deref(),
+            body: &body,
+        };
+        Ok(Json(svc.sessions().handle_webhook(request).await?))
+    })
+    .await
 }
 
 /// Proof that the caller holds the internal service token; extracted before the body.
