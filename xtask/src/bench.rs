@@ -306,7 +306,7 @@ async fn cached_poll(stack: &Stack, sizes: &Sizes, report: &mut Report) -> anyho
     let max_requests = 10_000_000;
     for &level in &sizes.levels {
         println!("==> cached poll at concurrency {level}");
-        let (finals_summary, actives_summary, floor, floor_in, healthz, in_app) = {
+        let (finals_summary, actives_summary, floor, healthz, in_app) = {
             let sampled = sample_rss(stack.apps[0].pid, &peak, async {
                 let before = InApp::read(stack).await;
                 let f = load::closed_loop(level, sizes.level_time, max_requests, |i| {
@@ -334,18 +334,6 @@ async fn cached_poll(stack: &Stack, sizes: &Sizes, report: &mut Report) -> anyho
                 }
             })
             .await;
-            // The same read with the filter store-mongo uses (ids stored as ObjectId or,
-            // tolerated, as hex strings): shows what that filter costs on this server.
-            let floor_in = load::closed_loop(level, sizes.level_time, max_requests, |i| {
-                let id = ids[(i as usize) % ids.len()];
-                let rows = &rows;
-                async move {
-                    rows.find_one(mongodb::bson::doc! { "_id": { "$in": [id, id.to_hex()] } })
-                        .await
-                        .is_ok_and(|d| d.is_some())
-                }
-            })
-            .await;
             let healthz_url = format!("{}/healthz", stack.apps[0].base);
             let healthz = load::closed_loop(level, sizes.level_time, max_requests, |_| {
                 let url = &healthz_url;
@@ -365,7 +353,6 @@ async fn cached_poll(stack: &Stack, sizes: &Sizes, report: &mut Report) -> anyho
                 sampled.0,
                 sampled.1,
                 floor,
-                floor_in,
                 healthz,
                 [("final rows", sampled.2), ("ACTIVE rows", sampled.3)],
             )
@@ -375,7 +362,6 @@ async fn cached_poll(stack: &Stack, sizes: &Sizes, report: &mut Report) -> anyho
             ("final rows", &finals_summary),
             ("ACTIVE rows", &actives_summary),
             ("floor: driver find_one by _id", &floor),
-            ("driver find_one by _id $in [oid, hex]", &floor_in),
             ("app GET /healthz", &healthz),
         ] {
             report.summary(&scenario, what, s);

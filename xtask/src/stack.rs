@@ -511,51 +511,32 @@ impl Stack {
 
     /// A status poll that only reports the HTTP status (the cached-poll bench).
     pub(crate) async fn poll_status_only(&self, app: usize, row: &Created) -> u16 {
-        match self
-            .http
-            .get(format!(
-                "{}/idenfy-sessions/{}/status",
-                self.apps[app].base, row.row_id
-            ))
-            .header(USER_HEADER, &row.sig_digest)
-            .send()
-            .await
-        {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                // Read the body: a real client does, and it frees the connection.
-                let _ = response.bytes().await;
-                status
-            }
-            Err(_) => 0,
-        }
+        status_of(
+            self.http
+                .get(format!(
+                    "{}/idenfy-sessions/{}/status",
+                    self.apps[app].base, row.row_id
+                ))
+                .header(USER_HEADER, &row.sig_digest),
+        )
+        .await
     }
 
     /// Delivers a signed webhook to app `app`; returns the HTTP status (0: transport error).
     pub(crate) async fn webhook(&self, app: usize, event: &str, body: &Value) -> u16 {
         let raw = serde_json::to_vec(body).unwrap_or_default();
         let signature = idenfy_core::webhook::sign(self.signing_key(), &raw);
-        match self
-            .http
-            .post(format!("{}/idenfy/webhook", self.apps[app].base))
-            .header("Idenfy-Signature", signature)
-            .header("Idenfy-Event-Type", event)
-            .header("Content-Type", "application/json")
-            .body(raw)
-            .send()
-            .await
-        {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                let _ = response.bytes().await;
-                status
-            }
-            Err(_) => 0,
-        }
+        status_of(
+            self.http
+                .post(format!("{}/idenfy/webhook", self.apps[app].base))
+                .header("Idenfy-Signature", signature)
+                .header("Idenfy-Event-Type", event)
+                .header("Content-Type", "application/json")
+                .body(raw),
+        )
+        .await
     }
 
-    /// The sum of a Prometheus counter over every running app, for series whose labels
-    /// contain `label` (e.g. `outcome="won"`; empty: all series).
     /// One app's `/metrics` text (empty when it does not answer).
     pub(crate) async fn metrics_text(&self, app: usize) -> String {
         let Ok(response) = self
@@ -570,23 +551,14 @@ impl Stack {
         response.text().await.unwrap_or_default()
     }
 
+    /// The sum of a Prometheus counter over every running app, for series whose labels
+    /// contain `label` (e.g. `outcome="won"`; empty: all series).
     pub(crate) async fn metric_sum(&self, name: &str, label: &str) -> f64 {
         let mut total = 0.0;
         for index in 0..self.apps.len() {
-            if !self.apps[index].running() {
-                continue;
+            if self.apps[index].running() {
+                total += metric_in(&self.metrics_text(index).await, name, label);
             }
-            let Ok(response) = self
-                .http
-                .get(format!("{}/metrics", self.apps[index].base))
-                .timeout(Duration::from_secs(5))
-                .send()
-                .await
-            else {
-                continue;
-            };
-            let text = response.text().await.unwrap_or_default();
-            total += metric_in(&text, name, label);
         }
         total
     }
@@ -617,6 +589,19 @@ impl Stack {
 }
 
 /// Sum of the samples of counter `name` whose label set contains `label`.
+/// Sends `request`; its HTTP status, 0 on a transport error. The body is read (a real
+/// client does, and it frees the connection) and dropped.
+async fn status_of(request: reqwest::RequestBuilder) -> u16 {
+    match request.send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let _ = response.bytes().await;
+            status
+        }
+        Err(_) => 0,
+    }
+}
+
 pub(crate) fn metric_in(text: &str, name: &str, label: &str) -> f64 {
     text.lines()
         .filter(|line| !line.starts_with('#'))

@@ -61,14 +61,18 @@ impl MongoRowStore {
         update: Document,
     ) -> Result<Write, StoreError> {
         self.writes
-            .guarded(self.rows.name(), id.as_str(), || async {
-                let result = self
-                    .exec()
-                    .run(self.rows.update_one(filter, update))
-                    .await?;
-                Ok(matched(result.matched_count))
+            .guarded(self.rows.name(), id.as_str(), || {
+                self.update_one(filter, update)
             })
             .await
+    }
+
+    async fn update_one(&self, filter: Document, update: Document) -> Result<Write, StoreError> {
+        let result = self
+            .exec()
+            .run(self.rows.update_one(filter, update))
+            .await?;
+        Ok(matched(result.matched_count))
     }
 
     /// ONE conditional `update_one` that claims the row `id`: in serialised mode it never
@@ -81,12 +85,8 @@ impl MongoRowStore {
     ) -> Result<Write, StoreError> {
         let claimed = self
             .writes
-            .claim(self.rows.name(), id.as_str(), || async {
-                let result = self
-                    .exec()
-                    .run(self.rows.update_one(filter, update))
-                    .await?;
-                Ok(matched(result.matched_count))
+            .claim(self.rows.name(), id.as_str(), || {
+                self.update_one(filter, update)
             })
             .await?;
         Ok(claimed.unwrap_or(Write::NotMatched))

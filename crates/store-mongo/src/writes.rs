@@ -107,8 +107,7 @@ impl Writes {
         self.lock(&key, &owner).await?;
         let held = self.held(&key, &owner);
         let result = operation().await;
-        self.unlock(&key, &owner).await;
-        held.disarm();
+        held.release().await;
         result
     }
 
@@ -137,32 +136,18 @@ impl Writes {
         }
         let held = self.held(&key, &owner);
         let result = operation().await;
-        self.unlock(&key, &owner).await;
-        held.disarm();
+        held.release().await;
         result.map(Some)
     }
 
-    /// Deletes the mutex `key` of `owner` if the write is dropped before it unlocks (a
-    /// cancelled request): otherwise every writer of the document would wait out its lease.
+    /// The mutex `key` of `owner`, just taken: released by [`Held::release`], or in the
+    /// background if the write is dropped before that (a cancelled request), since
+    /// otherwise every writer of the document would wait out its lease.
     fn held(&self, key: &str, owner: &Nonce) -> Held {
         Held {
             locks: self.locks.clone(),
             exec: self.exec,
             key: Some((key.to_owned(), owner.clone())),
-        }
-    }
-
-    /// A failed unlock is not fatal: the mutex expires after its lease.
-    async fn unlock(&self, key: &str, owner: &Nonce) {
-        let unlock = self
-            .exec
-            .run(
-                self.locks
-                    .delete_one(doc! { "_id": key, "owner": owner.as_str() }),
-            )
-            .await;
-        if let Err(error) = unlock {
-            tracing::warn!(key, error = %error, "could not delete a write mutex; it expires by itself");
         }
     }
 
@@ -217,13 +202,7 @@ impl Writes {
             .exec
             .run(self.locks.find_one(doc! { "_id": key }))
             .await?;
-        Ok(held.is_none_or(|held| {
-            matches!(
-                held.get("expiresAt"),
-                Some(Bson::DateTime(until))
-                    if until.timestamp_millis() < chrono::Utc::now().timestamp_millis()
-            )
-        }))
+        Ok(held.is_none_or(|held| expired(&held, chrono::Utc::now())))
     }
 
     /// One attempt at the mutex (a second one right after breaking a stale mutex).
@@ -261,11 +240,9 @@ impl Writes {
         else {
             return Ok(true);
         };
-        let stale = matches!(
-            held.get("expiresAt"),
-            Some(Bson::DateTime(until)) if until.timestamp_millis() < now.timestamp_millis()
-        );
-        if stale && let Some(Bson::String(stale_owner)) = held.get("owner") {
+        if expired(&held, now)
+            && let Some(Bson::String(stale_owner)) = held.get("owner")
+        {
             tracing::warn!(key, "breaking an expired write mutex");
             self.exec
                 .run(
@@ -279,7 +256,15 @@ impl Writes {
     }
 }
 
-/// A held server-side mutex; unlocked in the background when dropped armed.
+/// Whether the mutex document `held` is past its lease at `now`.
+fn expired(held: &Document, now: chrono::DateTime<chrono::Utc>) -> bool {
+    matches!(
+        held.get("expiresAt"),
+        Some(Bson::DateTime(until)) if until.timestamp_millis() < now.timestamp_millis()
+    )
+}
+
+/// A held server-side mutex; released in the background when dropped unreleased.
 struct Held {
     locks: Collection<Document>,
     exec: Exec,
@@ -287,9 +272,11 @@ struct Held {
 }
 
 impl Held {
-    /// The write unlocked normally.
-    fn disarm(mut self) {
-        self.key = None;
+    /// Deletes the mutex now (the write finished, well or not).
+    async fn release(mut self) {
+        if let Some((key, owner)) = self.key.take() {
+            unlock(&self.locks, self.exec, &key, &owner).await;
+        }
     }
 }
 
@@ -301,15 +288,19 @@ impl Drop for Held {
         // Without a runtime (shutting down) the lease still frees the document.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let (locks, exec) = (self.locks.clone(), self.exec);
-            runtime.spawn(async move {
-                let deleted = exec
-                    .run(locks.delete_one(doc! { "_id": &key, "owner": owner.as_str() }))
-                    .await;
-                if let Err(error) = deleted {
-                    tracing::warn!(key, error = %error, "could not delete the write mutex of a cancelled write; it expires by itself");
-                }
-            });
+            runtime.spawn(async move { unlock(&locks, exec, &key, &owner).await });
         }
+    }
+}
+
+/// Deletes the mutex `key` if `owner` still holds it. A failed unlock is not fatal: the
+/// mutex expires after its lease.
+async fn unlock(locks: &Collection<Document>, exec: Exec, key: &str, owner: &Nonce) {
+    let deleted = exec
+        .run(locks.delete_one(doc! { "_id": key, "owner": owner.as_str() }))
+        .await;
+    if let Err(error) = deleted {
+        tracing::warn!(key, error = %error, "could not delete a write mutex; it expires by itself");
     }
 }
 
