@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--quick]`: measured performance on the real stack (FerretDB, Valkey,
+//! `cargo xtask bench [--quick]`: measured performance on the real stack (MongoDB protocol, Valkey,
 //! idenfy-sim, several `idenfy-app` processes), as a markdown table on stdout and in
 //! `target/bench/report.md` (`report-quick.md` for `--quick`), next to the previous run's
 //! figures (kept in the JSON sidecar `report.json` / `report-quick.json`).
@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use dev_services::Backend;
+use dev_services::{Backend, MongoServer};
 use futures::StreamExt;
 use idenfy_sim::Endpoint;
 use serde_json::json;
@@ -30,6 +30,10 @@ pub(crate) struct Args {
     /// Where the servers come from: auto, external, docker or local.
     #[arg(long, env = dev_services::BACKEND_VAR, default_value = "auto", value_parser = crate::parse_backend)]
     pub(crate) backend: Backend,
+    /// The MongoDB-protocol server the apps use: mongo-java-server (atomic writes, the
+    /// default) or ferretdb (serialised writes), both started by the local backend.
+    #[arg(long, env = dev_services::MONGO_SERVER_VAR, default_value = "mongo-java-server", value_parser = crate::parse_mongo)]
+    pub(crate) mongo: MongoServer,
 }
 
 /// Sizes of one run.
@@ -101,7 +105,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     };
     let binary = stack::build_app(settings.release).await?;
     let built = started.elapsed();
-    let services = Services::start("bench", args.backend).await?;
+    let services = Services::start("bench", args.backend, args.mongo).await?;
     let measuring = Instant::now();
     // On Ctrl-C the measurement is dropped (which kills the apps) and the servers are
     // still stopped.
@@ -221,7 +225,7 @@ fn header(quick: bool, sizes: &Sizes, settings: &AppSettings, services: &Service
     let _ = writeln!(
         h,
         "- MongoDB protocol: {} ({} backend)",
-        services.state.mongodb.version.lines().next().unwrap_or(""),
+        services.mongo_label().lines().next().unwrap_or(""),
         services.state.backend
     );
     let _ = writeln!(
@@ -233,7 +237,7 @@ fn header(quick: bool, sizes: &Sizes, settings: &AppSettings, services: &Service
     let _ = writeln!(
         h,
         "- cached poll: {} final + {} ACTIVE rows, {:.1} s per level, all on one app; \
-         floor = the driver's `find_one` by `_id` on the same FerretDB; `/healthz` = the \
+         floor = the driver's `find_one` by `_id` on the same server; `/healthz` = the \
          app's HTTP stack alone",
         sizes.cached_rows,
         sizes.cached_rows,

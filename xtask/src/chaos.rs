@@ -1,9 +1,9 @@
-//! `cargo xtask chaos [--quick]`: fault-injection runs on the real stack (FerretDB, Valkey,
+//! `cargo xtask chaos [--quick]`: fault-injection runs on the real stack (the store, Valkey,
 //! idenfy-sim, three `idenfy-app` processes). Each scenario prints PASS or FAIL with its
 //! figures; any FAIL makes the command fail.
 //!
 //! Scenarios: webhook storms, iDenfy token-call faults and the recreation cap, Valkey killed
-//! during a herd, Valkey restarted, FerretDB stopped during polling, and an app SIGKILLed
+//! during a herd, Valkey restarted, the store stopped during polling, and an app SIGKILLed
 //! between mint and persist.
 
 use std::collections::BTreeMap;
@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use dev_services::Backend;
+use dev_services::{Backend, MongoServer};
 use futures::StreamExt;
 use idenfy_sim::{Endpoint, Fault};
 use rand::seq::SliceRandom;
@@ -30,6 +30,10 @@ pub(crate) struct Args {
     /// local).
     #[arg(long, env = dev_services::BACKEND_VAR, default_value = "auto", value_parser = crate::parse_backend)]
     pub(crate) backend: Backend,
+    /// The MongoDB-protocol server the apps use: mongo-java-server (atomic writes, the
+    /// default) or ferretdb (serialised writes), both started by the local backend.
+    #[arg(long, env = dev_services::MONGO_SERVER_VAR, default_value = "mongo-java-server", value_parser = crate::parse_mongo)]
+    pub(crate) mongo: MongoServer,
     /// Run only the scenarios whose name contains one of these comma-separated texts
     /// (case-insensitive), e.g. `--only valkey` or `--only storm,killed`.
     #[arg(long)]
@@ -150,7 +154,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     };
     let binary = stack::build_app(settings.release).await?;
     let built = started.elapsed();
-    let mut services = Services::start("chaos", args.backend).await?;
+    let mut services = Services::start("chaos", args.backend, args.mongo).await?;
     println!("apps: {}", settings.describe());
     let logs = stack::bench_dir().join("logs").join("chaos");
     let run = async {
@@ -235,8 +239,8 @@ async fn scenarios(
     );
     scenario!("Valkey restarted", valkey_restarted(stack, services));
     scenario!(
-        "FerretDB stopped for 5 s",
-        ferretdb_stopped(stack, services, sizes)
+        "store stopped for 5 s",
+        store_stopped(stack, services, sizes)
     );
     scenario!(
         "app SIGKILLed between mint and persist",
@@ -651,14 +655,14 @@ async fn valkey_restarted(stack: &Stack, services: &mut Services) -> anyhow::Res
     Ok(v)
 }
 
-/// FerretDB stopped (SIGTERM) for 5 s under polling: 503s during, 200s after, and every row
+/// The store stopped (SIGTERM) for 5 s under polling: 503s during, 200s after, and every row
 /// still shows the token and scanRef it had before.
-async fn ferretdb_stopped(
+async fn store_stopped(
     stack: &Stack,
     services: &mut Services,
     sizes: &Sizes,
 ) -> anyhow::Result<Verdict> {
-    let mut v = Verdict::new("FerretDB stopped for 5 s");
+    let mut v = Verdict::new("store stopped for 5 s");
     let rows = stack.create_many("chaos-fdb", sizes.ferret_rows, 4).await?;
     let mut before = Vec::new();
     for row in &rows {
@@ -670,7 +674,7 @@ async fn ferretdb_stopped(
     const OUTAGE: Duration = Duration::from_secs(5);
     // When the process was gone, when the restart began, and when it answered again.
     let timeline: Mutex<Option<(Instant, Instant, Instant)>> = Mutex::new(None);
-    // FerretDB may take a while to exit on SIGTERM; the load outlasts that too.
+    // The store may take a while to exit on SIGTERM; the load outlasts that too.
     let load_time = Duration::from_secs(1) + OUTAGE + Duration::from_secs(8);
     let polling = load::open_loop(sizes.ferret_rate, load_time, 2000, |i| {
         let row = &rows[(i as usize) % rows.len()];
@@ -699,9 +703,9 @@ async fn ferretdb_stopped(
         anyhow::Ok((down - stopping, up - restarting))
     };
     let (_summary, outage) = tokio::join!(polling, outage);
-    let (exit_took, start_took) = outage.context("stopping and restarting FerretDB")?;
+    let (exit_took, start_took) = outage.context("stopping and restarting the store")?;
     v.figure(
-        "FerretDB exit after SIGTERM / restart until ping",
+        "store exit after SIGTERM / restart until ping",
         format!(
             "{:.1}s / {:.1}s",
             exit_took.as_secs_f64(),
@@ -733,7 +737,7 @@ async fn ferretdb_stopped(
     let after_total: u64 = after.values().sum();
     let after_ok = after.get(&200).copied().unwrap_or(0);
     v.figure(
-        "answers to polls sent while FerretDB was down",
+        "answers to polls sent while the store was down",
         format!("{during:?}"),
     );
     v.figure("answers 3 s after restart on", format!("{after:?}"));

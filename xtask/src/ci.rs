@@ -42,6 +42,7 @@ async fn all(phases: &mut Phases, backend: Backend) -> anyhow::Result<()> {
             crate::bench::run(crate::bench::Args {
                 quick: true,
                 backend,
+                mongo: dev_services::MongoServer::JavaServer,
             }),
         )
         .await?;
@@ -51,6 +52,7 @@ async fn all(phases: &mut Phases, backend: Backend) -> anyhow::Result<()> {
             crate::chaos::run(crate::chaos::Args {
                 quick: true,
                 backend,
+                mongo: dev_services::MongoServer::JavaServer,
                 only: None,
             }),
         )

@@ -6,6 +6,7 @@ mod bench;
 mod chaos;
 mod ci;
 mod load;
+mod probe;
 mod run_tests;
 mod services;
 mod shell;
@@ -56,16 +57,17 @@ enum Command {
     /// Measure the cached poll path, a herd, reconciling and memory on the real stack;
     /// prints a table and writes target/bench/report.md.
     Bench(bench::Args),
-    /// Fault-injection runs on the real stack (Valkey, FerretDB, iDenfy, app crashes,
+    /// Fault-injection runs on the real stack (Valkey, the store, iDenfy, app crashes,
     /// webhook storms); PASS/FAIL per scenario.
     Chaos(chaos::Args),
 }
 
 #[derive(Debug, Subcommand)]
 enum ServicesAction {
-    /// Install `valkey-server` and build FerretDB if missing (idempotent).
+    /// Install `valkey-server`, mongo-java-server and FerretDB if missing (idempotent).
     Install,
-    /// Start both servers on free 127.0.0.1 ports and record them in target/services/state.json.
+    /// Start Valkey, mongo-java-server and FerretDB on free 127.0.0.1 ports and record them in
+    /// target/services/state.json.
     Up {
         #[command(flatten)]
         backend: BackendArg,
@@ -74,6 +76,9 @@ enum ServicesAction {
     Down,
     /// Show what runs and whether it answers.
     Status,
+    /// Race compare-and-sets and time reads and conditional updates on every
+    /// MongoDB-protocol server the backend runs (starts servers of its own).
+    Probe(probe::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -81,6 +86,12 @@ struct BackendArg {
     /// Where the servers come from: auto, external, docker or local.
     #[arg(long, env = dev_services::BACKEND_VAR, default_value = "auto", value_parser = parse_backend)]
     backend: Backend,
+}
+
+fn parse_mongo(value: &str) -> Result<dev_services::MongoServer, String> {
+    value
+        .parse()
+        .map_err(|error: dev_services::Error| error.to_string())
 }
 
 fn parse_backend(value: &str) -> Result<Backend, String> {

@@ -21,6 +21,7 @@ pub(crate) async fn run(action: ServicesAction) -> anyhow::Result<()> {
                 .await
                 .context("stopping the services")?;
         }
+        ServicesAction::Probe(args) => crate::probe::run(args).await?,
         ServicesAction::Status => {
             dev_services::status()
                 .await

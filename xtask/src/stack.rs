@@ -9,7 +9,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use dev_services::{Backend, FerretDbControl, Layout, State, ValkeyControl};
+use dev_services::{
+    Backend, Layout, MongoControl, MongoServer, ServiceState, State, ValkeyControl,
+};
 use idenfy_sim::{Sim, SimConfig, SimHandle};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -32,6 +34,8 @@ const APP_READY_WITHIN: Duration = Duration::from_secs(60);
 pub(crate) struct Services {
     layout: Layout,
     pub(crate) state: State,
+    /// The MongoDB-protocol server the apps use.
+    pub(crate) mongo: MongoServer,
     started: bool,
 }
 
@@ -43,20 +47,45 @@ pub(crate) enum Server {
 }
 
 impl Services {
-    /// Starts a pair of servers under `target/services/<name>-<pid>/`.
-    pub(crate) async fn start(name: &str, backend: Backend) -> anyhow::Result<Services> {
+    /// Starts the servers under `target/services/<name>-<pid>/`; the apps will use `mongo`.
+    pub(crate) async fn start(
+        name: &str,
+        backend: Backend,
+        mongo: MongoServer,
+    ) -> anyhow::Result<Services> {
         let layout = Layout::from_env().isolated(&format!("{name}-{}", std::process::id()));
-        match dev_services::up_in(&layout, backend).await {
-            Ok(up) => Ok(Services {
+        let services = match dev_services::up_in(&layout, backend).await {
+            Ok(up) => Services {
                 layout,
                 state: up.state,
+                mongo,
                 started: up.started,
-            }),
+            },
             Err(error) => {
                 let _ = dev_services::down_in(&layout).await;
-                Err(anyhow::Error::new(error).context("starting the services"))
+                return Err(anyhow::Error::new(error).context("starting the services"));
             }
+        };
+        if services.state.mongo(mongo).is_none() {
+            let backend = services.state.backend;
+            services.stop(false).await?;
+            bail!("the {backend} backend runs no {mongo}");
         }
+        println!(
+            "MongoDB-protocol server under test: {}",
+            services.mongo_label()
+        );
+        Ok(services)
+    }
+
+    fn mongo_service(&self) -> &ServiceState {
+        // `start` checked that the chosen server exists.
+        self.state.mongo(self.mongo).unwrap_or(&self.state.mongodb)
+    }
+
+    /// The server under test and its version, for reports.
+    pub(crate) fn mongo_label(&self) -> String {
+        self.mongo_service().version.clone()
     }
 
     /// Stops what [`Services::start`] started; keeps the logs when `keep_logs`.
@@ -79,7 +108,7 @@ impl Services {
     }
 
     pub(crate) fn mongodb_url(&self) -> &str {
-        &self.state.mongodb.url
+        &self.mongo_service().url
     }
 
     pub(crate) fn valkey_url(&self) -> &str {
@@ -92,8 +121,16 @@ impl Services {
         match (server, kill) {
             (Server::Valkey, true) => ValkeyControl::from_state_file(state_file)?.kill().await?,
             (Server::Valkey, false) => ValkeyControl::from_state_file(state_file)?.stop().await?,
-            (Server::Mongo, true) => FerretDbControl::from_state_file(state_file)?.kill().await?,
-            (Server::Mongo, false) => FerretDbControl::from_state_file(state_file)?.stop().await?,
+            (Server::Mongo, true) => {
+                MongoControl::from_state_file(state_file, self.mongo)?
+                    .kill()
+                    .await?;
+            }
+            (Server::Mongo, false) => {
+                MongoControl::from_state_file(state_file, self.mongo)?
+                    .stop()
+                    .await?;
+            }
         }
         Ok(())
     }
@@ -105,9 +142,9 @@ impl Services {
         match server {
             Server::Valkey => ValkeyControl::from_state_file(state_file)?.start().await?,
             Server::Mongo => {
-                FerretDbControl::from_state_file(state_file)?
+                MongoControl::from_state_file(state_file, self.mongo)?
                     .start()
-                    .await?
+                    .await?;
             }
         }
         Ok(())

@@ -62,6 +62,7 @@ pub(crate) async fn up() -> Result<State> {
         started_at,
         mongodb,
         valkey: valkey_state,
+        ferretdb: None,
     })
 }
 

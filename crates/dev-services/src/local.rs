@@ -1,4 +1,5 @@
-//! The `local` backend: `valkey-server` and FerretDB (SQLite) as processes on loopback ports.
+//! The `local` backend: `valkey-server`, mongo-java-server and FerretDB (SQLite) as
+//! processes on loopback ports.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -6,23 +7,39 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::error::IoContext;
 use crate::probe::{mongo_ping, valkey_ping, wait_until};
 use crate::process::{capture, free_port, is_alive, log_tail, spawn_detached, terminate};
-use crate::{Backend, Layout, Result, ServiceState, State, Tools};
+use crate::{Backend, Layout, MongoServer, Result, ServiceState, State, Tools};
 
 pub(crate) const VALKEY_PROGRAM: &str = "valkey-server";
 pub(crate) const FERRETDB_PROGRAM: &str = "ferretdb";
+pub(crate) const JAVA_SERVER_PROGRAM: &str = "mongo-java-server";
 const VALKEY_READY_WITHIN: Duration = Duration::from_secs(20);
-const FERRETDB_READY_WITHIN: Duration = Duration::from_secs(60);
+const MONGO_READY_WITHIN: Duration = Duration::from_secs(60);
+/// Environment variable choosing mongo-java-server's storage: `h2` (default: a file under
+/// `target/services`, kept across a stop and restart, like a database) or `memory`.
+pub const JAVA_SERVER_STORAGE_VAR: &str = "IDENFY_MONGO_JAVA_STORAGE";
 /// How long a server gets to exit after SIGTERM before SIGKILL.
 pub(crate) const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// Starts both servers and returns their state (not yet saved).
+/// Starts the three servers and returns their state (not yet saved). If one fails, those
+/// already started are stopped again.
 pub(crate) async fn up(layout: &Layout, tools: &Tools) -> Result<State> {
     let valkey = start_valkey_fresh(layout, tools).await?;
-    let mongodb = match start_ferretdb(layout, tools).await {
-        Ok(mongodb) => mongodb,
+    let mut started: Vec<(u32, &'static str)> = valkey
+        .pid
+        .map(|pid| (pid, VALKEY_PROGRAM))
+        .into_iter()
+        .collect();
+    let servers = async {
+        let mongodb = start_java_server(layout, tools).await?;
+        started.extend(mongodb.pid.map(|pid| (pid, JAVA_SERVER_PROGRAM)));
+        let ferretdb = start_ferretdb(layout, tools).await?;
+        Ok::<_, crate::Error>((mongodb, ferretdb))
+    };
+    let (mongodb, ferretdb) = match servers.await {
+        Ok(servers) => servers,
         Err(error) => {
-            if let Some(pid) = valkey.pid {
-                let _ = terminate(pid, VALKEY_PROGRAM, STOP_GRACE).await;
+            for (pid, program) in started {
+                let _ = terminate(pid, program, STOP_GRACE).await;
             }
             return Err(error);
         }
@@ -35,6 +52,7 @@ pub(crate) async fn up(layout: &Layout, tools: &Tools) -> Result<State> {
         started_at,
         mongodb,
         valkey,
+        ferretdb: Some(ferretdb),
     })
 }
 
@@ -123,7 +141,7 @@ async fn start_ferretdb(layout: &Layout, tools: &Tools) -> Result<ServiceState> 
     ];
     let log = dir.join("ferretdb.log");
     let url = format!("mongodb://127.0.0.1:{port}/");
-    let pid = start_ferretdb_process(&command, &log, &url).await?;
+    let pid = start_mongo_process(MongoServer::FerretDb, &command, &log, &url).await?;
     let version = crate::install::ferretdb_version(&tools.ferretdb)?;
     Ok(ServiceState {
         url,
@@ -136,24 +154,75 @@ async fn start_ferretdb(layout: &Layout, tools: &Tools) -> Result<ServiceState> 
     })
 }
 
-/// Spawns FerretDB with `command` (keeping whatever data its directory holds) and waits
-/// until it answers `ping` on `url`.
-pub(crate) async fn start_ferretdb_process(
+async fn start_java_server(layout: &Layout, tools: &Tools) -> Result<ServiceState> {
+    let dir = layout.services_dir.join(JAVA_SERVER_PROGRAM);
+    let data = dir.join("data");
+    if data.exists() {
+        std::fs::remove_dir_all(&data).context(|| format!("removing {}", data.display()))?;
+    }
+    std::fs::create_dir_all(&data).context(|| format!("creating {}", data.display()))?;
+    let storage = java_server_storage()?;
+    let port = free_port()?;
+    let mut command: Vec<String> = vec![
+        tools.mongo_java_server.display().to_string(),
+        "--port".into(),
+        port.to_string(),
+        "--backend".into(),
+        storage.to_owned(),
+    ];
+    if storage == "h2" {
+        command.extend(["--data".to_owned(), data.display().to_string()]);
+    }
+    let log = dir.join("mongo-java-server.log");
+    let url = format!("mongodb://127.0.0.1:{port}/");
+    let pid = start_mongo_process(MongoServer::JavaServer, &command, &log, &url).await?;
+    let version = capture(&tools.mongo_java_server, &["--version"])?;
+    println!("mongo-java-server storage: {storage} (set {JAVA_SERVER_STORAGE_VAR}=h2|memory)");
+    Ok(ServiceState {
+        url,
+        port,
+        pid: Some(pid),
+        container_id: None,
+        version: format!("{version} ({storage} backend)"),
+        command,
+        log: Some(log),
+    })
+}
+
+/// `h2` unless [`JAVA_SERVER_STORAGE_VAR`] says `memory`.
+fn java_server_storage() -> Result<&'static str> {
+    match crate::layout::non_empty_var(JAVA_SERVER_STORAGE_VAR)
+        .as_deref()
+        .map(str::trim)
+    {
+        None | Some("h2") => Ok("h2"),
+        Some("memory") => Ok("memory"),
+        Some(other) => Err(crate::Error::Setup(format!(
+            "{JAVA_SERVER_STORAGE_VAR}={other}: expected `h2` or `memory`"
+        ))),
+    }
+}
+
+/// Spawns a MongoDB-protocol server with `command` (keeping whatever data its directory
+/// holds) and waits until it answers `ping` on `url`.
+pub(crate) async fn start_mongo_process(
+    server: MongoServer,
     command: &[String],
     log: &Path,
     url: &str,
 ) -> Result<u32> {
+    let program = server.program();
     let pid = spawn_detached(command, log)?;
-    write_pid_file(log, FERRETDB_PROGRAM, pid)?;
+    write_pid_file(log, program, pid)?;
     let ready = wait_until(
-        "ferretdb",
-        FERRETDB_READY_WITHIN,
+        program,
+        MONGO_READY_WITHIN,
         || is_alive(pid),
         || mongo_ping(url, Duration::from_secs(2)),
     )
     .await;
     if let Err(error) = ready {
-        let _ = terminate(pid, FERRETDB_PROGRAM, STOP_GRACE).await;
+        let _ = terminate(pid, program, STOP_GRACE).await;
         return Err(with_log(error, log));
     }
     Ok(pid)
@@ -175,20 +244,22 @@ fn write_pid_file(log: &Path, program: &str, pid: u32) -> Result<()> {
 pub(crate) async fn down(layout: &Layout, state: Option<&State>) -> Result<bool> {
     let mut targets: Vec<(u32, &'static str)> = Vec::new();
     if let Some(state) = state {
-        targets.extend(state.mongodb.pid.map(|pid| (pid, FERRETDB_PROGRAM)));
+        for server in MongoServer::ALL {
+            if let Some(service) = state.mongo(server) {
+                targets.extend(service.pid.map(|pid| (pid, server.program())));
+            }
+        }
         targets.extend(state.valkey.pid.map(|pid| (pid, VALKEY_PROGRAM)));
     }
-    let pid_files = [
-        pid_file(
-            &layout.services_dir.join("ferretdb/ferretdb.log"),
-            FERRETDB_PROGRAM,
-        ),
-        pid_file(
-            &layout.services_dir.join("valkey/valkey.log"),
-            VALKEY_PROGRAM,
-        ),
-    ];
-    for (path, program) in pid_files.iter().zip([FERRETDB_PROGRAM, VALKEY_PROGRAM]) {
+    let programs = [FERRETDB_PROGRAM, JAVA_SERVER_PROGRAM, VALKEY_PROGRAM];
+    let pid_files = programs.map(|program| {
+        let log = match program {
+            VALKEY_PROGRAM => "valkey/valkey.log".to_owned(),
+            other => format!("{other}/{other}.log"),
+        };
+        pid_file(&layout.services_dir.join(log), program)
+    });
+    for (path, program) in pid_files.iter().zip(programs) {
         let pid = std::fs::read_to_string(path)
             .ok()
             .and_then(|text| text.trim().parse::<u32>().ok());

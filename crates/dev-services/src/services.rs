@@ -53,6 +53,7 @@ pub async fn up_in(layout: &Layout, backend: Backend) -> Result<Up> {
                 started_at: 0,
                 mongodb: external_service(urls.mongodb_uri),
                 valkey: external_service(urls.valkey_url),
+                ferretdb: None,
             };
             print_state(&state);
             // Nothing was started, so nothing is recorded and nothing is stopped later.
@@ -181,6 +182,10 @@ pub async fn status() -> Result<Option<State>> {
     );
     let mongo = mongo_ping(&state.mongodb.url, PROBE).await;
     report("mongodb", &state.mongodb.url, Some(&state.mongodb), mongo);
+    if let Some(ferretdb) = &state.ferretdb {
+        let answer = mongo_ping(&ferretdb.url, PROBE).await;
+        report("ferretdb", &ferretdb.url, Some(ferretdb), answer);
+    }
     let valkey = valkey_ping(&state.valkey.url, PROBE).await;
     report("valkey", &state.valkey.url, Some(&state.valkey), valkey);
     Ok(Some(state))
@@ -208,7 +213,9 @@ fn report(name: &str, url: &str, service: Option<&ServiceState>, answer: Result<
 }
 
 fn print_state(state: &State) {
-    for (name, service) in [("mongodb", &state.mongodb), ("valkey", &state.valkey)] {
+    let ferretdb = state.ferretdb.iter().map(|service| ("ferretdb", service));
+    let services = [("mongodb", &state.mongodb), ("valkey", &state.valkey)];
+    for (name, service) in services.into_iter().chain(ferretdb) {
         let id = match (service.pid, &service.container_id) {
             (Some(pid), _) => format!(" pid {pid}"),
             (None, Some(id)) => format!(" container {id}"),
@@ -242,9 +249,15 @@ fn shell_words(argv: &[String]) -> String {
 /// Whether everything a state file records is still alive and answering.
 pub(crate) async fn healthy(state: &State) -> bool {
     let processes_alive = [&state.mongodb, &state.valkey]
-        .iter()
+        .into_iter()
+        .chain(&state.ferretdb)
         .all(|service| service.pid.is_none_or(is_alive));
+    let ferretdb_answers = match &state.ferretdb {
+        Some(ferretdb) => mongo_ping(&ferretdb.url, PROBE).await.is_ok(),
+        None => true,
+    };
     processes_alive
         && valkey_ping(&state.valkey.url, PROBE).await.is_ok()
         && mongo_ping(&state.mongodb.url, PROBE).await.is_ok()
+        && ferretdb_answers
 }

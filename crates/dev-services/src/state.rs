@@ -1,6 +1,8 @@
 //! The state file: what was started, where it listens, and how to find it again.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -14,10 +16,59 @@ pub struct State {
     pub backend: Backend,
     /// Seconds since the Unix epoch when `up` finished.
     pub started_at: u64,
-    /// The MongoDB-protocol server (FerretDB locally, `mongo:8.0` in Docker).
+    /// The default MongoDB-protocol server: mongo-java-server locally (atomic writes, the
+    /// path production takes on MongoDB), `mongo:8.0` in Docker.
     pub mongodb: ServiceState,
     /// The Valkey server.
     pub valkey: ServiceState,
+    /// The second MongoDB-protocol server of the local backend: FerretDB on SQLite, whose
+    /// writes `store-mongo` serialises. `None` on the other backends.
+    #[serde(default)]
+    pub ferretdb: Option<ServiceState>,
+}
+
+/// The MongoDB-protocol servers the local backend runs side by side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MongoServer {
+    /// mongo-java-server: atomic conditional writes; the default everywhere.
+    #[serde(rename = "mongo-java-server")]
+    JavaServer,
+    /// FerretDB 1.x on SQLite: non-atomic conditional writes (serialised by `store-mongo`).
+    #[serde(rename = "ferretdb")]
+    FerretDb,
+}
+
+impl MongoServer {
+    /// Both, the default first.
+    pub const ALL: [MongoServer; 2] = [MongoServer::JavaServer, MongoServer::FerretDb];
+
+    /// The program name (also the name of its directory under `target/services`).
+    pub fn program(self) -> &'static str {
+        match self {
+            MongoServer::JavaServer => crate::local::JAVA_SERVER_PROGRAM,
+            MongoServer::FerretDb => crate::local::FERRETDB_PROGRAM,
+        }
+    }
+}
+
+impl fmt::Display for MongoServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.program())
+    }
+}
+
+impl FromStr for MongoServer {
+    type Err = Error;
+
+    fn from_str(value: &str) -> Result<MongoServer> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "mongo-java-server" | "java" | "mongo-java" => Ok(MongoServer::JavaServer),
+            "ferretdb" | "ferret" => Ok(MongoServer::FerretDb),
+            other => Err(Error::Setup(format!(
+                "unknown MongoDB-protocol server `{other}` (expected mongo-java-server or ferretdb)"
+            ))),
+        }
+    }
 }
 
 /// One running server.
@@ -80,6 +131,23 @@ impl State {
                 Err(error).context(|| format!("removing {}", path.display()))
             }
             _ => Ok(()),
+        }
+    }
+
+    /// The recorded `server`: on the local backend, [`MongoServer::JavaServer`] is
+    /// [`State::mongodb`]; elsewhere only the default server exists, as `JavaServer`'s slot.
+    pub fn mongo(&self, server: MongoServer) -> Option<&ServiceState> {
+        match server {
+            MongoServer::JavaServer => Some(&self.mongodb),
+            MongoServer::FerretDb => self.ferretdb.as_ref(),
+        }
+    }
+
+    /// Mutable [`State::mongo`].
+    pub fn mongo_mut(&mut self, server: MongoServer) -> Option<&mut ServiceState> {
+        match server {
+            MongoServer::JavaServer => Some(&mut self.mongodb),
+            MongoServer::FerretDb => self.ferretdb.as_mut(),
         }
     }
 

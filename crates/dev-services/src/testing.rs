@@ -1,5 +1,5 @@
 //! Helpers for integration tests: finding the services, naming per-test databases and keys,
-//! and stopping/restarting the local Valkey and FerretDB.
+//! and stopping/restarting the local Valkey and MongoDB-protocol servers.
 
 use std::hash::{BuildHasher, Hasher};
 use std::io::Write;
@@ -8,17 +8,16 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::backend::external_urls;
 use crate::layout::non_empty_var;
-use crate::local::{
-    FERRETDB_PROGRAM, STOP_GRACE, VALKEY_PROGRAM, start_ferretdb_process, start_valkey,
-};
+use crate::local::{STOP_GRACE, VALKEY_PROGRAM, start_mongo_process, start_valkey};
 use crate::process::{is_alive, kill, terminate};
 use crate::{
-    Backend, Error, Layout, MONGODB_URI_VAR, REQUIRE_SERVICES_VAR, Result, ServiceState,
-    ServiceUrls, State, VALKEY_URL_VAR,
+    Backend, Error, Layout, MONGO_SERVER_VAR, MONGODB_URI_VAR, MongoServer, REQUIRE_SERVICES_VAR,
+    Result, ServiceState, ServiceUrls, State, VALKEY_URL_VAR,
 };
 
 /// The servers `test` should use: `MONGODB_URI` and `VALKEY_URL` from the environment, else
-/// the ones recorded by `cargo xtask services up`.
+/// the ones recorded by `cargo xtask services up` (the MongoDB-protocol server named by
+/// `IDENFY_MONGO_SERVER`, mongo-java-server when unset).
 ///
 /// When there are none: panics if `CI` is set (to anything but `false`, `0` or empty) or
 /// `IDENFY_REQUIRE_SERVICES=1`, so that CI never passes by skipping; otherwise prints
@@ -34,7 +33,21 @@ pub fn urls_for_test(test: &str) -> Option<ServiceUrls> {
             .all(|service| service.pid.is_none_or(is_alive))
     });
     if let Some(state) = recorded {
-        return Some(state.urls());
+        let server = match non_empty_var(MONGO_SERVER_VAR).map(|name| name.parse::<MongoServer>()) {
+            None => MongoServer::JavaServer,
+            Some(Ok(server)) => server,
+            Some(Err(error)) => panic!("{test}: {MONGO_SERVER_VAR}: {error}"),
+        };
+        let Some(mongo) = state.mongo(server) else {
+            panic!(
+                "{test}: {MONGO_SERVER_VAR} names {server}, which the {} backend does not run",
+                state.backend
+            );
+        };
+        return Some(ServiceUrls {
+            mongodb_uri: mongo.url.clone(),
+            valkey_url: state.valkey.url.clone(),
+        });
     }
     if services_required() {
         panic!(
@@ -137,24 +150,33 @@ impl ValkeyControl {
     }
 }
 
-/// Stops and restarts the local FerretDB recorded in the state file, on the same port, with
-/// the same command line and the same data, so a run can exercise "the database went away".
+/// Stops and restarts one local MongoDB-protocol server recorded in the state file, on the
+/// same port, with the same command line and the same data, so a run can exercise "the
+/// database went away".
 ///
 /// Every test in the run shares that server: whoever stops it should be the only user
 /// while it is down.
 #[derive(Debug)]
-pub struct FerretDbControl(Control);
+pub struct MongoControl(Control);
 
-impl FerretDbControl {
-    /// The FerretDB that `cargo xtask services up` (or `cargo xtask test`) started.
+impl MongoControl {
+    /// `server` as `cargo xtask services up` (or `cargo xtask test`) started it.
     /// An `Unsupported` error on the external and docker backends.
-    pub fn from_state() -> Result<FerretDbControl> {
-        Self::from_state_file(&Layout::from_env().state_file)
+    pub fn from_state(server: MongoServer) -> Result<MongoControl> {
+        Self::from_state_file(&Layout::from_env().state_file, server)
     }
 
-    /// The FerretDB recorded in `state_file` (e.g. of an isolated [`Layout`]).
-    pub fn from_state_file(state_file: &Path) -> Result<FerretDbControl> {
-        Control::new(state_file, Server::FerretDb).map(FerretDbControl)
+    /// `server` as recorded in `state_file` (e.g. of an isolated [`Layout`]).
+    pub fn from_state_file(state_file: &Path, server: MongoServer) -> Result<MongoControl> {
+        Control::new(state_file, Server::Mongo(server)).map(MongoControl)
+    }
+
+    /// Which server this controls.
+    pub fn server(&self) -> MongoServer {
+        match self.0.server {
+            Server::Mongo(server) => server,
+            Server::Valkey => MongoServer::JavaServer,
+        }
     }
 
     /// The MongoDB connection string (unchanged across stop and start).
@@ -162,7 +184,7 @@ impl FerretDbControl {
         &self.0.url
     }
 
-    /// Whether the FerretDB process currently runs.
+    /// Whether the server process currently runs.
     pub fn is_running(&self) -> Result<bool> {
         self.0.is_running()
     }
@@ -177,8 +199,8 @@ impl FerretDbControl {
         self.0.stop(true).await
     }
 
-    /// Starts FerretDB again with the recorded command line (keeping its data) and waits
-    /// until it answers `ping`. Does nothing if it is already running.
+    /// Starts the server again with the recorded command line (keeping its data) and
+    /// waits until it answers `ping`. Does nothing if it is already running.
     pub async fn start(&self) -> Result<()> {
         self.0.start().await
     }
@@ -188,21 +210,23 @@ impl FerretDbControl {
 #[derive(Clone, Copy, Debug)]
 enum Server {
     Valkey,
-    FerretDb,
+    Mongo(MongoServer),
 }
 
 impl Server {
     fn program(self) -> &'static str {
         match self {
             Server::Valkey => VALKEY_PROGRAM,
-            Server::FerretDb => FERRETDB_PROGRAM,
+            Server::Mongo(server) => server.program(),
         }
     }
 
-    fn service(self, state: &mut State) -> &mut ServiceState {
+    fn service(self, state: &mut State) -> Result<&mut ServiceState> {
         match self {
-            Server::Valkey => &mut state.valkey,
-            Server::FerretDb => &mut state.mongodb,
+            Server::Valkey => Ok(&mut state.valkey),
+            Server::Mongo(server) => state
+                .mongo_mut(server)
+                .ok_or_else(|| Error::Setup(format!("the state file records no {server}"))),
         }
     }
 }
@@ -225,7 +249,7 @@ impl Control {
                 backend: state.backend,
                 what: match server {
                     Server::Valkey => "stopping and restarting Valkey",
-                    Server::FerretDb => "stopping and restarting FerretDB",
+                    Server::Mongo(_) => "stopping and restarting a MongoDB-protocol server",
                 },
             });
         }
@@ -234,14 +258,22 @@ impl Control {
                 VALKEY_URL_VAR,
                 "stopping and restarting a Valkey named by VALKEY_URL",
             ),
-            Server::FerretDb => (
+            Server::Mongo(_) => (
                 MONGODB_URI_VAR,
                 "stopping and restarting a server named by MONGODB_URI",
             ),
         };
-        let url = server.service(&mut state).url.clone();
+        let url = server.service(&mut state)?.url.clone();
+        // MONGODB_URI names the server under test; it may be either recorded one.
+        let recorded = |given: &str| {
+            given == url
+                || (matches!(server, Server::Mongo(_))
+                    && MongoServer::ALL
+                        .iter()
+                        .any(|other| state.mongo(*other).is_some_and(|s| s.url == given)))
+        };
         if let Some(given) = non_empty_var(var)
-            && given != url
+            && !recorded(&given)
         {
             return Err(Error::Unsupported {
                 backend: Backend::External,
@@ -257,26 +289,26 @@ impl Control {
 
     fn is_running(&self) -> Result<bool> {
         let mut state = self.load()?;
-        Ok(self.server.service(&mut state).pid.is_some_and(is_alive))
+        Ok(self.server.service(&mut state)?.pid.is_some_and(is_alive))
     }
 
     async fn stop(&self, crash: bool) -> Result<()> {
         let mut state = self.load()?;
         let program = self.server.program();
-        if let Some(pid) = self.server.service(&mut state).pid {
+        if let Some(pid) = self.server.service(&mut state)?.pid {
             if crash {
                 kill(pid, program).await?;
             } else {
                 terminate(pid, program, STOP_GRACE).await?;
             }
         }
-        self.server.service(&mut state).pid = None;
+        self.server.service(&mut state)?.pid = None;
         state.save(&self.state_file)
     }
 
     async fn start(&self) -> Result<()> {
         let mut state = self.load()?;
-        let service = self.server.service(&mut state);
+        let service = self.server.service(&mut state)?;
         if service.pid.is_some_and(is_alive) {
             return Ok(());
         }
@@ -289,8 +321,8 @@ impl Control {
         })?;
         let pid = match self.server {
             Server::Valkey => start_valkey(&service.command, &log, &service.url).await?,
-            Server::FerretDb => {
-                start_ferretdb_process(&service.command, &log, &service.url).await?
+            Server::Mongo(server) => {
+                start_mongo_process(server, &service.command, &log, &service.url).await?
             }
         };
         service.pid = Some(pid);

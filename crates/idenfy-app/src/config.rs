@@ -8,6 +8,7 @@ use std::{convert::Infallible, fmt, net::SocketAddr, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use idenfy_client::{DEFAULT_BASE_URL, Secret, TokenOptions};
 use idenfy_core::WebhookKey;
+use store_mongo::WriteModeSetting;
 
 /// Shortest accepted `INTERNAL_SERVICE_TOKEN`.
 pub const MIN_TOKEN_LEN: usize = 32;
@@ -63,6 +64,11 @@ pub struct ServeArgs {
     /// Database name; defaults to the database named in MONGODB_URI's path.
     #[arg(long, env = "MONGODB_DATABASE")]
     pub mongodb_database: Option<String>,
+    /// How conditional writes reach MongoDB: `atomic` (one server-side operation each, what
+    /// MongoDB needs), `serialised` (per-document mutexes, for FerretDB 1.x, whose updates
+    /// are not atomic) or `auto` (serialised exactly when the server is FerretDB).
+    #[arg(long, env = "MONGODB_WRITE_MODE", default_value = "auto")]
+    pub mongodb_write_mode: WriteModeSetting,
     /// Valkey (Redis protocol) URL for the recreate lock, e.g. redis://127.0.0.1:6379.
     #[arg(long, env = "VALKEY_URL", value_parser = secret, hide_env_values = true)]
     pub valkey_url: Option<Secret>,
@@ -157,6 +163,7 @@ pub struct Tuning {
 pub struct ServeConfig {
     pub mongodb_uri: Secret,
     pub mongodb_database: String,
+    pub mongodb_write_mode: WriteModeSetting,
     pub valkey_url: Secret,
     pub live: Credentials,
     pub sandbox: Option<Credentials>,
@@ -327,6 +334,7 @@ impl ServeArgs {
             ) if problems.is_empty() => Ok(ServeConfig {
                 mongodb_uri,
                 mongodb_database,
+                mongodb_write_mode: self.mongodb_write_mode,
                 valkey_url,
                 live: Credentials {
                     api_key,

@@ -100,7 +100,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         config.mongodb_uri.expose(),
         &config.mongodb_database,
         Environment::Live,
-        MongoOptions::default(),
+        MongoOptions {
+            write_mode: config.mongodb_write_mode,
+            ..MongoOptions::default()
+        },
     )
     .await
     .map_err(|error| anyhow::anyhow!("MONGODB_URI: cannot connect: {}", chain(&error)))?;
@@ -113,6 +116,18 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         Err(_) => anyhow::bail!(
             "MongoDB (MONGODB_URI) did not answer within {:?}, refusing to start",
             STARTUP_PING_TIMEOUT
+        ),
+    }
+    match stores.write_mode().await {
+        Ok(mode) => tracing::info!(
+            setting = %config.mongodb_write_mode,
+            write_mode = mode.as_str(),
+            "MongoDB conditional writes are {mode} (MONGODB_WRITE_MODE={})",
+            config.mongodb_write_mode
+        ),
+        Err(error) => anyhow::bail!(
+            "MONGODB_WRITE_MODE=auto: cannot ask the server what it is: {}",
+            chain(&error)
         ),
     }
     let mut environments = vec![Environment::Live];

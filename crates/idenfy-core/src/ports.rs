@@ -120,11 +120,8 @@ pub trait RowStore: Send + Sync + 'static {
 
     /// The per-row poll claim (W24). Condition: `_id`, current scanRef == `scan_ref`,
     /// `final` not true, and `lastPolledAt` absent, null or earlier than `due_before`.
-    /// Sets `lastPolledAt = now`.
-    ///
-    /// Like every claim, it MAY report `NotMatched` without trying while another write
-    /// of the same row is in flight: callers treat `NotMatched` as "lost the race" and
-    /// re-read the row.
+    /// Sets `lastPolledAt = now`. `NotMatched` when the condition does not hold: callers
+    /// treat it as "lost the race" and re-read the row.
     fn claim_poll(
         &self,
         id: &RowId,
@@ -162,8 +159,8 @@ pub trait RowStore: Send + Sync + 'static {
     /// `failed`, `recreationCount < cap` (absent counts as 0), `mintAttempts <
     /// max_attempts` (absent counts as 0), and no live claim (`recreation.claimedUntil`
     /// absent or earlier than `now`). Sets `recreation.claimId/claimedUntil` from `claim`,
-    /// increments `mintAttempts`, sets `updatedAt`. MAY report `NotMatched` while another
-    /// write of the row is in flight (see [`RowStore::claim_poll`]).
+    /// increments `mintAttempts`, sets `updatedAt`. `NotMatched` when the condition does
+    /// not hold (see [`RowStore::claim_poll`]).
     fn claim_recreation(
         &self,
         id: &RowId,

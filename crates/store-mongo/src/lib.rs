@@ -16,13 +16,15 @@
 //! - ids are ObjectIds and times are BSON dates, as id-server writes them; string ids and
 //!   missing new fields are tolerated on read; a document that cannot be read is
 //!   `StoreError::Corrupt`, never a panic;
-//! - no transactions (FerretDB has none, and none are needed);
-//! - FerretDB 1.x applies an update by reading, modifying in its own process and writing
-//!   the whole document back, so two compare-and-sets can both match. On FerretDB (detected
-//!   via `buildInfo`, or forced with [`MongoOptions::serialize_writes`]) each conditional
-//!   write therefore holds a per-document mutex document in [`WRITE_LOCKS_COLLECTION`]
-//!   (unique `_id` inserts ARE atomic there) around the same single operation. On MongoDB
-//!   nothing of this happens.
+//! - no transactions (FerretDB has none, and none are needed).
+//!
+//! Write modes ([`WriteMode`], chosen by [`MongoOptions::write_mode`]): **atomic**, the
+//! default, sends each conditional write as that one operation, which MongoDB applies
+//! atomically per document. FerretDB 1.x does not (it reads, modifies in its own process and
+//! writes the whole document back, so two compare-and-sets can both match); with `auto` it is
+//! detected via `buildInfo` and gets **serialised** writes: the same single operation inside
+//! a per-document mutex document in [`WRITE_LOCKS_COLLECTION`]. All of that lives in the
+//! private `serialised` module; nothing of it runs on MongoDB.
 //!
 //! Errors: duplicate key (E11000) → `Conflict`; timeouts, network and server-selection
 //! failures → `Unavailable`; anything else → `Backend`. The driver error is kept as `source`.
@@ -33,6 +35,7 @@ mod indexes;
 mod intents;
 mod parents;
 mod rows;
+mod serialised;
 mod writes;
 
 use std::time::Duration;
@@ -45,7 +48,8 @@ pub use indexes::{IndexReport, RejectedIndex};
 pub use intents::MongoIntentStore;
 pub use parents::MongoParentStore;
 pub use rows::MongoRowStore;
-pub use writes::WRITE_LOCKS_COLLECTION;
+pub use serialised::WRITE_LOCKS_COLLECTION;
+pub use writes::{WriteMode, WriteModeSetting};
 
 use writes::Writes;
 
@@ -72,10 +76,10 @@ pub struct MongoOptions {
     pub max_pool_size: Option<u32>,
     /// `appName` shown in the server's logs (default `idenfy-sessions`).
     pub app_name: Option<String>,
-    /// Serialise conditional writes per document through mutex documents (see
-    /// [`WRITE_LOCKS_COLLECTION`]). `None`: on exactly when the server is FerretDB, whose
-    /// updates are not atomic under concurrency (detected once, on the first write).
-    pub serialize_writes: Option<bool>,
+    /// How conditional writes are made. `Auto` (the default): serialised per document when
+    /// the server is FerretDB, whose updates are not atomic under concurrency (detected
+    /// once, on the first write), atomic single operations everywhere else.
+    pub write_mode: WriteModeSetting,
 }
 
 /// Collection names of one environment (id-server's names, plus our intents collection).
@@ -180,7 +184,7 @@ impl MongoStores {
     }
 
     /// Wraps an existing client (share one `Client` between components). Of `options`, only
-    /// `operation_timeout` and `serialize_writes` apply; the client's own settings stay.
+    /// `operation_timeout` and `write_mode` apply; the client's own settings stay.
     pub fn from_client(
         client: Client,
         database: &str,
@@ -193,7 +197,7 @@ impl MongoStores {
                 .operation_timeout
                 .unwrap_or(DEFAULT_OPERATION_TIMEOUT),
         };
-        let writes = Writes::new(&database, exec, options.serialize_writes);
+        let writes = Writes::new(&database, exec, options.write_mode);
         MongoStores {
             client,
             database,
@@ -238,10 +242,10 @@ impl MongoStores {
         MongoIntentStore::new(&self.database, self.collections(), self.writes.clone())
     }
 
-    /// Whether conditional writes are serialised per document (FerretDB); detects it on the
-    /// first call unless [`MongoOptions::serialize_writes`] forced it.
-    pub async fn serializes_writes(&self) -> Result<bool, StoreError> {
-        self.writes.serialised().await
+    /// The write mode in force: detected on the first call (and logged at `info`) unless
+    /// [`MongoOptions::write_mode`] forced one.
+    pub async fn write_mode(&self) -> Result<WriteMode, StoreError> {
+        self.writes.mode().await
     }
 
     /// Readiness: a `ping` round trip within the operation timeout.

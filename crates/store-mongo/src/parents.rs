@@ -2,7 +2,6 @@
 //! `amlcheckssessions` (and their sandbox twins). Writes touch only `status`,
 //! `verificationFailureReason` and `idenfySessionId`.
 
-use futures::TryStreamExt;
 use idenfy_core::{
     Flow, Parent, ParentId, ParentStatus, ParentStore, RowId, SigDigest, StoreError, Write,
 };
@@ -154,37 +153,12 @@ impl ParentStore for MongoParentStore {
             "idenfySessionId": id_match(row.as_str(), "row id")?,
             "status": ParentStatus::InProgress.as_str(),
         };
-        let serialised = self.writes.serialised().await?;
         let mut changed = 0;
         for flow in Flow::ALL {
-            let collection = self.collection(flow);
-            if !serialised {
-                let result = self
-                    .exec()
-                    .run(collection.update_many(filter.clone(), failed(reason)))
-                    .await?;
-                changed += result.modified_count;
-                continue;
-            }
-            // Serialised mode: the same condition, one parent at a time under its mutex.
-            let find = collection
-                .find(filter.clone())
-                .projection(doc! { "_id": 1 })
-                .max_time(self.exec().timeout);
-            let candidates: Vec<Document> = self
-                .exec()
-                .run(async move { find.await?.try_collect().await })
+            changed += self
+                .writes
+                .update_many(self.collection(flow), filter.clone(), failed(reason))
                 .await?;
-            for candidate in &candidates {
-                let described = Reader::describe_id(candidate);
-                let r = Reader::new(candidate, &described);
-                let id = ParentId::parse(&r.id_hex("_id")?).map_err(|e| r.corrupt("_id", e))?;
-                let mut one = filter.clone();
-                one.insert("_id", id_match(id.as_str(), "parent id")?);
-                if self.update(flow, &id, one, failed(reason)).await?.applied() {
-                    changed += 1;
-                }
-            }
         }
         Ok(changed)
     }

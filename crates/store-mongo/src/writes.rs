@@ -1,93 +1,139 @@
-//! Conditional writes, and per-document write serialisation for servers whose conditional
-//! updates are not atomic.
+//! How conditional writes reach the server: the write mode, chosen once per
+//! [`crate::MongoStores`].
 //!
-//! On MongoDB an `update_one`/`findAndModify` evaluates its filter and applies the update
-//! atomically per document, so every conditional write is that one operation. FerretDB 1.x
-//! is different: it reads the matching documents, applies the update in its own process
-//! and writes the whole document back by `_id`, unconditionally. Two concurrent
-//! compare-and-set updates can then both match (two claimants win), and concurrent updates
-//! of different fields can lose each other's writes. FerretDB has no transactions either,
-//! but it does enforce unique `_id`s atomically, so in "serialised" mode each write first
-//! inserts a short-lived mutex document `{_id: "<collection>:<docId>"}` into
-//! [`WRITE_LOCKS_COLLECTION`], runs the same single conditional operation, and deletes the
-//! mutex again. Only writers going through this crate take part; reads never wait.
+//! - [`WriteMode::Atomic`] (the default, and what MongoDB needs): every conditional write is
+//!   ONE server-side `update_one` / `find_one_and_update` / `update_many`, which MongoDB
+//!   evaluates and applies atomically per document.
+//! - [`WriteMode::Serialised`] (FerretDB only): the same single operation, inside a
+//!   per-document mutex; see [`crate::serialised`] for why and how.
 //!
-//! The mode is detected once per [`crate::MongoStores`] (`buildInfo` reports
-//! `ferretdbVersion`) unless [`crate::MongoOptions::serialize_writes`] forces it.
-//!
-//! Two things keep that emulation cheap under load:
-//! - writers of one process first queue on an in-process mutex per document, so only one of
-//!   them at a time knocks on the server's mutex (contention between processes remains);
-//! - claims ([`Writes::claim`]) never wait: a document another writer is busy with reports
-//!   `None` ("busy"), which the stores turn into `NotMatched`. A claim is a race, and the
-//!   busy writer is usually the peer that wins it; the loser re-reads the row anyway.
+//! [`crate::MongoOptions::write_mode`] forces a mode; unset (`auto`), the server is asked
+//! once (`buildInfo`), and FerretDB gets serialised writes, everything else atomic ones.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex, PoisonError},
-    time::Duration,
-};
+use std::{fmt, str::FromStr, sync::Arc};
 
-use idenfy_core::{Nonce, StoreError, Write};
+use idenfy_core::{StoreError, Write};
 use mongodb::{
     Collection, Database,
-    bson::{Bson, Document, doc},
+    bson::{Document, doc},
 };
-use tokio::sync::{OnceCell, OwnedMutexGuard};
+use tokio::sync::OnceCell;
 
-use crate::{Error, Exec, codec::date};
+use crate::{Exec, serialised::Serialised};
 
-/// Where serialised mode keeps its per-document mutexes (shared by both environments; the
-/// key names the collection).
-pub const WRITE_LOCKS_COLLECTION: &str = "idenfywritelocks";
+/// How conditional writes are made; see the module docs of `writes`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WriteMode {
+    /// One server-side operation per conditional write (MongoDB, mongo-java-server).
+    Atomic,
+    /// The same operation inside a per-document mutex document (FerretDB 1.x, whose
+    /// conditional updates are not atomic).
+    Serialised,
+}
 
-/// How the stores of one [`crate::MongoStores`] write.
+impl WriteMode {
+    /// `atomic` or `serialised`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteMode::Atomic => "atomic",
+            WriteMode::Serialised => "serialised",
+        }
+    }
+}
+
+impl fmt::Display for WriteMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `MONGODB_WRITE_MODE`'s values: `auto` (detect), `atomic` or `serialised`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WriteModeSetting {
+    /// Serialised on FerretDB, atomic elsewhere (asked once, on first use).
+    #[default]
+    Auto,
+    /// This mode, whatever the server says.
+    Forced(WriteMode),
+}
+
+impl FromStr for WriteModeSetting {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<WriteModeSetting, String> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(WriteModeSetting::Auto),
+            "atomic" => Ok(WriteModeSetting::Forced(WriteMode::Atomic)),
+            "serialised" | "serialized" => Ok(WriteModeSetting::Forced(WriteMode::Serialised)),
+            other => Err(format!(
+                "`{other}` is not a write mode (expected auto, atomic or serialised)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for WriteModeSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WriteModeSetting::Auto => f.write_str("auto"),
+            WriteModeSetting::Forced(mode) => mode.fmt(f),
+        }
+    }
+}
+
+/// The stores' shared write path.
 #[derive(Clone, Debug)]
 pub(crate) struct Writes {
     pub(crate) exec: Exec,
     database: Database,
-    locks: Collection<Document>,
-    serialised: Arc<OnceCell<bool>>,
-    local: LocalLocks,
+    mode: Arc<OnceCell<WriteMode>>,
+    serialised: Serialised,
 }
 
 impl Writes {
-    pub(crate) fn new(database: &Database, exec: Exec, forced: Option<bool>) -> Writes {
+    pub(crate) fn new(database: &Database, exec: Exec, setting: WriteModeSetting) -> Writes {
         Writes {
             exec,
             database: database.clone(),
-            locks: database.collection(WRITE_LOCKS_COLLECTION),
-            serialised: Arc::new(
-                forced.map_or_else(OnceCell::new, |on| OnceCell::new_with(Some(on))),
-            ),
-            local: LocalLocks::default(),
+            mode: Arc::new(match setting {
+                WriteModeSetting::Auto => OnceCell::new(),
+                WriteModeSetting::Forced(mode) => OnceCell::new_with(Some(mode)),
+            }),
+            serialised: Serialised::new(database, exec),
         }
     }
 
-    /// Whether writes are serialised (detected on first use, then cached).
-    pub(crate) async fn serialised(&self) -> Result<bool, StoreError> {
-        let on = self
-            .serialised
+    /// The mode in force (detected on first use when `auto`, then cached).
+    pub(crate) async fn mode(&self) -> Result<WriteMode, StoreError> {
+        let mode = self
+            .mode
             .get_or_try_init(|| async {
                 let info = self
                     .exec
                     .run(self.database.run_command(doc! { "buildInfo": 1 }))
                     .await?;
-                let ferretdb = info.contains_key("ferretdbVersion");
-                if ferretdb {
-                    tracing::info!(
-                        "FerretDB detected: conditional writes are serialised per document \
-                         (its updates are not atomic under concurrency)"
-                    );
-                }
-                Ok::<bool, StoreError>(ferretdb)
+                let mode = if info.contains_key("ferretdbVersion") {
+                    WriteMode::Serialised
+                } else {
+                    WriteMode::Atomic
+                };
+                let server = if mode == WriteMode::Serialised {
+                    "FerretDB"
+                } else {
+                    "a server with atomic conditional updates"
+                };
+                tracing::info!(
+                    write_mode = mode.as_str(),
+                    "MONGODB_WRITE_MODE=auto: {server} detected, conditional writes are {mode}"
+                );
+                Ok::<WriteMode, StoreError>(mode)
             })
             .await?;
-        Ok(*on)
+        Ok(*mode)
     }
 
-    /// Runs `operation` (ONE conditional write on the document `collection`/`id`), holding
-    /// that document's mutex in serialised mode (waiting for it if need be).
+    /// Runs `operation` (ONE conditional write on the document `collection`/`id`); in
+    /// serialised mode inside that document's mutex (waiting for it if need be).
     pub(crate) async fn guarded<T, F, Fut>(
         &self,
         collection: &str,
@@ -98,21 +144,39 @@ impl Writes {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
-        if !self.serialised().await? {
-            return operation().await;
+        match self.mode().await? {
+            WriteMode::Atomic => operation().await,
+            WriteMode::Serialised => self.serialised.guarded(collection, id, operation).await,
         }
-        let key = format!("{collection}:{id}");
-        let _local = self.local.lock(&key).await;
-        let owner = Nonce::random();
-        self.lock(&key, &owner).await?;
-        let held = self.held(&key, &owner);
-        let result = operation().await;
-        held.release().await;
-        result
     }
 
-    /// Like [`Self::guarded`] for a claim, which never waits: `Ok(None)` when another
-    /// writer holds the document's mutex (in this process or another).
+    /// `update_many(filter, update)`: one server-side operation in atomic mode; in serialised
+    /// mode one guarded `update_one` per matching document, each with the same condition.
+    /// Returns how many documents changed.
+    pub(crate) async fn update_many(
+        &self,
+        collection: &Collection<Document>,
+        filter: Document,
+        update: Document,
+    ) -> Result<u64, StoreError> {
+        match self.mode().await? {
+            WriteMode::Atomic => {
+                let result = self
+                    .exec
+                    .run(collection.update_many(filter, update))
+                    .await?;
+                Ok(result.modified_count)
+            }
+            WriteMode::Serialised => {
+                self.serialised
+                    .update_each(collection, filter, update)
+                    .await
+            }
+        }
+    }
+
+    /// Like [`Self::guarded`] for a claim. `Ok(None)` only in serialised mode, when another
+    /// writer holds the document's mutex (the stores report that as `NotMatched`).
     pub(crate) async fn claim<T, F, Fut>(
         &self,
         collection: &str,
@@ -123,268 +187,11 @@ impl Writes {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
-        if !self.serialised().await? {
-            return operation().await.map(Some);
-        }
-        let key = format!("{collection}:{id}");
-        let Some(_local) = self.local.try_lock(&key) else {
-            return Ok(None);
-        };
-        let owner = Nonce::random();
-        if !self.try_lock(&key, &owner).await? {
-            return Ok(None);
-        }
-        let held = self.held(&key, &owner);
-        let result = operation().await;
-        held.release().await;
-        result.map(Some)
-    }
-
-    /// The mutex `key` of `owner`, just taken: released by [`Held::release`], or in the
-    /// background if the write is dropped before that (a cancelled request), since
-    /// otherwise every writer of the document would wait out its lease.
-    fn held(&self, key: &str, owner: &Nonce) -> Held {
-        Held {
-            locks: self.locks.clone(),
-            exec: self.exec,
-            key: Some((key.to_owned(), owner.clone())),
+        match self.mode().await? {
+            WriteMode::Atomic => operation().await.map(Some),
+            WriteMode::Serialised => self.serialised.claim(collection, id, operation).await,
         }
     }
-
-    /// Leases are longer than any operation may take, so a live holder is never broken.
-    fn lease(&self) -> Duration {
-        self.exec.timeout.saturating_add(Duration::from_secs(1))
-    }
-
-    fn mutex_document(
-        &self,
-        key: &str,
-        owner: &Nonce,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Document {
-        let expires_at = chrono::TimeDelta::from_std(self.lease())
-            .ok()
-            .and_then(|lease| now.checked_add_signed(lease))
-            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
-        doc! { "_id": key, "owner": owner.as_str(), "expiresAt": date(expires_at) }
-    }
-
-    /// Inserts the mutex document, retrying with back-off until the store timeout.
-    ///
-    /// While the mutex is held, the wait polls it with reads and tries the insert again only
-    /// once it looks free: a failed insert still takes SQLite's single write lock, so
-    /// waiters retrying inserts would crowd out the very writes they wait for.
-    async fn lock(&self, key: &str, owner: &Nonce) -> Result<(), StoreError> {
-        let started = tokio::time::Instant::now();
-        let mut attempt: u32 = 0;
-        loop {
-            if self.try_lock(key, owner).await? {
-                return Ok(());
-            }
-            loop {
-                if started.elapsed() >= self.exec.timeout {
-                    return Err(StoreError::Unavailable(Box::new(Error::MutexTimeout(
-                        self.exec.timeout,
-                    ))));
-                }
-                attempt = attempt.saturating_add(1);
-                tokio::time::sleep(backoff(attempt)).await;
-                if self.looks_free(key).await? {
-                    break;
-                }
-            }
-        }
-    }
-
-    /// The mutex is absent, or held past its lease (which the next attempt breaks).
-    async fn looks_free(&self, key: &str) -> Result<bool, StoreError> {
-        let held = self
-            .exec
-            .run(self.locks.find_one(doc! { "_id": key }))
-            .await?;
-        Ok(held.is_none_or(|held| expired(&held, chrono::Utc::now())))
-    }
-
-    /// One attempt at the mutex (a second one right after breaking a stale mutex).
-    async fn try_lock(&self, key: &str, owner: &Nonce) -> Result<bool, StoreError> {
-        for _ in 0..2 {
-            let now = chrono::Utc::now();
-            match self
-                .exec
-                .run(self.locks.insert_one(self.mutex_document(key, owner, now)))
-                .await
-            {
-                Ok(_) => return Ok(true),
-                Err(error) if error.is_duplicate_key() => {
-                    if !self.break_if_stale(key, now).await? {
-                        return Ok(false);
-                    }
-                }
-                Err(error) => return Err(error.into()),
-            }
-        }
-        Ok(false)
-    }
-
-    /// A mutex left behind by a crashed or cancelled writer is deleted once its lease
-    /// passed. `true` when the mutex is gone (deleted here, or released meanwhile).
-    async fn break_if_stale(
-        &self,
-        key: &str,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<bool, StoreError> {
-        let Some(held) = self
-            .exec
-            .run(self.locks.find_one(doc! { "_id": key }))
-            .await?
-        else {
-            return Ok(true);
-        };
-        if expired(&held, now)
-            && let Some(Bson::String(stale_owner)) = held.get("owner")
-        {
-            tracing::warn!(key, "breaking an expired write mutex");
-            self.exec
-                .run(
-                    self.locks
-                        .delete_one(doc! { "_id": key, "owner": stale_owner.as_str() }),
-                )
-                .await?;
-            return Ok(true);
-        }
-        Ok(false)
-    }
-}
-
-/// Whether the mutex document `held` is past its lease at `now`.
-fn expired(held: &Document, now: chrono::DateTime<chrono::Utc>) -> bool {
-    matches!(
-        held.get("expiresAt"),
-        Some(Bson::DateTime(until)) if until.timestamp_millis() < now.timestamp_millis()
-    )
-}
-
-/// A held server-side mutex; released in the background when dropped unreleased.
-struct Held {
-    locks: Collection<Document>,
-    exec: Exec,
-    key: Option<(String, Nonce)>,
-}
-
-impl Held {
-    /// Deletes the mutex now (the write finished, well or not).
-    async fn release(mut self) {
-        if let Some((key, owner)) = self.key.take() {
-            unlock(&self.locks, self.exec, &key, &owner).await;
-        }
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        let Some((key, owner)) = self.key.take() else {
-            return;
-        };
-        // Without a runtime (shutting down) the lease still frees the document.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (locks, exec) = (self.locks.clone(), self.exec);
-            runtime.spawn(async move { unlock(&locks, exec, &key, &owner).await });
-        }
-    }
-}
-
-/// Deletes the mutex `key` if `owner` still holds it. A failed unlock is not fatal: the
-/// mutex expires after its lease.
-async fn unlock(locks: &Collection<Document>, exec: Exec, key: &str, owner: &Nonce) {
-    let deleted = exec
-        .run(locks.delete_one(doc! { "_id": key, "owner": owner.as_str() }))
-        .await;
-    if let Err(error) = deleted {
-        tracing::warn!(key, error = %error, "could not delete a write mutex; it expires by itself");
-    }
-}
-
-/// In-process mutexes per document key: writers of one process queue here, in memory,
-/// before one of them takes the server-side mutex. Entries live only while in use.
-#[derive(Clone, Debug, Default)]
-struct LocalLocks {
-    held: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
-}
-
-impl LocalLocks {
-    fn entry(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(held.entry(key.to_owned()).or_default())
-    }
-
-    async fn lock(&self, key: &str) -> LocalGuard {
-        let mutex = self.entry(key);
-        let guard = Arc::clone(&mutex).lock_owned().await;
-        self.guard(key, mutex, guard)
-    }
-
-    fn try_lock(&self, key: &str) -> Option<LocalGuard> {
-        let mutex = self.entry(key);
-        match Arc::clone(&mutex).try_lock_owned() {
-            Ok(guard) => Some(self.guard(key, mutex, guard)),
-            Err(_) => {
-                self.forget_if_unused(key, mutex);
-                None
-            }
-        }
-    }
-
-    fn guard(
-        &self,
-        key: &str,
-        mutex: Arc<tokio::sync::Mutex<()>>,
-        guard: OwnedMutexGuard<()>,
-    ) -> LocalGuard {
-        LocalGuard {
-            locks: self.clone(),
-            key: key.to_owned(),
-            mutex: Some(mutex),
-            guard: Some(guard),
-        }
-    }
-
-    /// Drops the map's entry when nobody else holds or waits for it.
-    fn forget_if_unused(&self, key: &str, mutex: Arc<tokio::sync::Mutex<()>>) {
-        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        // The map's reference and ours: nobody else holds or waits.
-        if Arc::strong_count(&mutex) == 2 {
-            held.remove(key);
-        }
-    }
-}
-
-/// Holds a [`LocalLocks`] entry; unlocks and tidies up on drop.
-struct LocalGuard {
-    locks: LocalLocks,
-    key: String,
-    mutex: Option<Arc<tokio::sync::Mutex<()>>>,
-    guard: Option<OwnedMutexGuard<()>>,
-}
-
-impl Drop for LocalGuard {
-    fn drop(&mut self) {
-        // The guard holds a reference of its own: release it before counting.
-        drop(self.guard.take());
-        if let Some(mutex) = self.mutex.take() {
-            self.locks.forget_if_unused(&self.key, mutex);
-        }
-    }
-}
-
-/// 2, 4, 6, ... ms, at most 20 ms, plus up to 3 ms of jitter so waiters spread out.
-fn backoff(attempt: u32) -> Duration {
-    let jitter = u64::from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.subsec_nanos())
-            % 3_000,
-    );
-    Duration::from_millis(u64::from(attempt.min(10)) * 2) + Duration::from_micros(jitter)
 }
 
 /// `Applied` when the filter matched a document.
@@ -398,54 +205,30 @@ pub(crate) fn matched(count: u64) -> Write {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use super::{WriteMode, WriteModeSetting};
 
-    use super::LocalLocks;
-
-    fn entries(locks: &LocalLocks) -> usize {
-        locks
-            .held
-            .lock()
-            .map(|held| held.len())
-            .unwrap_or(usize::MAX)
-    }
-
-    #[tokio::test]
-    async fn a_held_key_refuses_try_lock_and_other_keys_are_independent() {
-        let locks = LocalLocks::default();
-        let held = locks.lock("rows:a").await;
-        assert!(locks.try_lock("rows:a").is_none(), "busy while held");
-        let other = locks.try_lock("rows:b");
-        assert!(other.is_some(), "another document is not blocked");
-        drop(other);
+    #[test]
+    fn write_mode_settings_parse_and_print() {
+        for (text, setting) in [
+            ("auto", WriteModeSetting::Auto),
+            (" Atomic ", WriteModeSetting::Forced(WriteMode::Atomic)),
+            (
+                "serialised",
+                WriteModeSetting::Forced(WriteMode::Serialised),
+            ),
+            (
+                "serialized",
+                WriteModeSetting::Forced(WriteMode::Serialised),
+            ),
+        ] {
+            assert_eq!(text.parse::<WriteModeSetting>(), Ok(setting), "{text}");
+        }
+        assert_eq!(WriteModeSetting::default().to_string(), "auto");
         assert_eq!(
-            entries(&locks),
-            1,
-            "a failed try_lock leaves the holder's entry"
+            WriteModeSetting::Forced(WriteMode::Serialised).to_string(),
+            "serialised"
         );
-        drop(held);
-        assert_eq!(entries(&locks), 0, "entries are removed once unused");
-        assert!(locks.try_lock("rows:a").is_some(), "free again");
-        assert_eq!(entries(&locks), 0);
-    }
-
-    #[tokio::test]
-    async fn waiters_queue_and_the_entry_outlives_them_all() {
-        let locks = LocalLocks::default();
-        let first = locks.lock("rows:a").await;
-        let waiter = {
-            let locks = locks.clone();
-            tokio::spawn(async move {
-                let _second = locks.lock("rows:a").await;
-                // While the waiter holds it, the entry is still there.
-                locks.try_lock("rows:a").is_none()
-            })
-        };
-        // Let the waiter queue up behind `first`.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!waiter.is_finished(), "the waiter waits for the holder");
-        drop(first);
-        assert!(waiter.await.expect("waiter"), "the waiter got the mutex");
-        assert_eq!(entries(&locks), 0);
+        let error = "fast".parse::<WriteModeSetting>().expect_err("not a mode");
+        assert!(error.contains("auto, atomic or serialised"), "{error}");
     }
 }

@@ -1,5 +1,5 @@
 //! End to end: three `idenfy-app serve` processes sharing a MongoDB-protocol database
-//! (FerretDB locally), Valkey and one in-process idenfy-sim. 48 pollers across the three
+//! (mongo-java-server locally), Valkey and one in-process idenfy-sim. 48 pollers across the three
 //! processes recover an expired token exactly once; webhooks reach every process's view;
 //! a denial and the recreation cap fail the parent in MongoDB.
 //!

@@ -1,6 +1,7 @@
 //! Operational behaviour of `MongoStores`: indexes at start-up, readiness, environments,
-//! error mapping when the server is away, and write serialisation on FerretDB.
+//! error mapping when the server is away, and the write modes (serialised on FerretDB).
 
+use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -12,7 +13,7 @@ use mongodb::{
     bson::{Document, doc},
     options::IndexOptions,
 };
-use store_mongo::{Collections, MongoOptions, MongoStores};
+use store_mongo::{Collections, MongoOptions, MongoStores, WriteMode, WriteModeSetting};
 
 use crate::support::{finish, stores};
 
@@ -244,11 +245,13 @@ async fn a_silent_server_hits_the_operation_timeout() {
     silent.abort();
 }
 
-/// FerretDB's updates are not atomic, so the stores serialise writes there (and only there).
+/// `auto` serialises writes on FerretDB, whose updates are not atomic, and only there; and
+/// the mode is the one this run means to exercise (`cargo xtask test` runs this suite once
+/// per server and says which mode it expects in `IDENFY_EXPECT_WRITE_MODE`).
 #[tokio::test]
-async fn writes_are_serialised_exactly_on_ferretdb() {
+async fn auto_write_mode_is_serialised_exactly_on_ferretdb_and_is_the_one_expected() {
     let Some(stores) = stores(
-        "store-mongo operations::writes_are_serialised_exactly_on_ferretdb",
+        "store-mongo operations::auto_write_mode_is_serialised_exactly_on_ferretdb",
         Environment::Live,
     )
     .await
@@ -261,7 +264,28 @@ async fn writes_are_serialised_exactly_on_ferretdb() {
         .await
         .expect("buildInfo");
     let ferretdb = info.contains_key("ferretdbVersion");
-    assert_eq!(stores.serializes_writes().await.expect("detect"), ferretdb);
+    let mode = stores.write_mode().await.expect("detect");
+    let expected_here = if ferretdb {
+        WriteMode::Serialised
+    } else {
+        WriteMode::Atomic
+    };
+    assert_eq!(mode, expected_here, "ferretdb: {ferretdb}");
+    match std::env::var(dev_services::EXPECT_WRITE_MODE_VAR) {
+        Ok(expected) => assert_eq!(
+            mode.as_str(),
+            expected.trim(),
+            "{} names the mode this run exercises",
+            dev_services::EXPECT_WRITE_MODE_VAR
+        ),
+        Err(_) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "store-mongo suite runs in {mode} write mode ({} unset)",
+                dev_services::EXPECT_WRITE_MODE_VAR
+            );
+        }
+    }
     finish(stores).await;
 }
 
@@ -278,7 +302,7 @@ async fn serialised_writes_break_stale_mutexes_and_wait_for_live_ones() {
         return;
     };
     let options = MongoOptions {
-        serialize_writes: Some(true),
+        write_mode: WriteModeSetting::Forced(WriteMode::Serialised),
         operation_timeout: Some(TIMEOUT),
         ..crate::support::options()
     };
@@ -286,7 +310,10 @@ async fn serialised_writes_break_stale_mutexes_and_wait_for_live_ones() {
     let stores = MongoStores::connect(&urls.mongodb_uri, &database, Environment::Live, options)
         .await
         .expect("connect");
-    assert!(stores.serializes_writes().await.expect("forced"));
+    assert_eq!(
+        stores.write_mode().await.expect("forced"),
+        WriteMode::Serialised
+    );
     let now = idenfy_core::conformance::fixtures::now();
     let row = idenfy_core::conformance::fixtures::row(now);
     stores.rows().insert(&row).await.expect("insert");

@@ -9,7 +9,7 @@ use idenfy_core::Environment;
 use store_mongo::{MongoOptions, MongoStores};
 
 /// The options tests use: the production defaults, with a little more room for a busy CI
-/// machine running many tests against one FerretDB.
+/// machine running many tests against one server (FerretDB is the slow one).
 pub fn options() -> MongoOptions {
     MongoOptions {
         operation_timeout: Some(Duration::from_secs(20)),
