@@ -147,9 +147,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         // Short, so that a lock left by the SIGKILLed app frees up soon; the MongoDB claim
         // is the guard against double minting, not the lock.
         lock_ttl: Duration::from_secs(3),
-        // Quick: the shortest the app accepts, so that the SIGKILL scenario waits for the
-        // real claim expiry in under a minute. Full: the app's default.
-        claim_ttl: Duration::from_secs(if args.quick { 15 } else { 60 }),
+        // Quick: the shortest the app accepts (a 10 s token call plus the default 15 s of
+        // persist retries), so that the SIGKILL scenario waits for the real claim expiry in
+        // under a minute. Full: the app's default.
+        claim_ttl: Duration::from_secs(if args.quick { 25 } else { 60 }),
         backoff_base: Duration::from_secs(2),
     };
     let binary = stack::build_app(settings.release).await?;

@@ -383,6 +383,7 @@ impl Stack {
             .env("POLL_INTERVAL_MS", s.poll_interval.as_millis().to_string())
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env("INTERNAL_SERVICE_TOKEN", INTERNAL_TOKEN)
+            .env("DATA_DIR", log.with_extension("data"))
             .env("LOG_FORMAT", "json")
             .env(
                 "RUST_LOG",

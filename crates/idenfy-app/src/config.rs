@@ -6,16 +6,22 @@
 use std::{convert::Infallible, fmt, net::SocketAddr, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use idenfy_client::{DEFAULT_BASE_URL, Secret, TokenOptions};
+use idenfy_client::{DEFAULT_BASE_URL, DEFAULT_REQUEST_TIMEOUT, Secret, TokenOptions};
 use idenfy_core::WebhookKey;
 use store_mongo::WriteModeSetting;
 
 /// Shortest accepted `INTERNAL_SERVICE_TOKEN`.
 pub const MIN_TOKEN_LEN: usize = 32;
 
-/// Shortest accepted `CLAIM_TTL_MS`: longer than a token call can take (the iDenfy
-/// client's 10 s request timeout) with room to spare.
-pub const MIN_CLAIM_TTL_MS: u64 = 15_000;
+/// The worst-case claim → mint → persist path a recreation claim must outlast: a token call
+/// (the iDenfy client's request timeout) plus the persist retries after it.
+pub fn min_claim_ttl_ms(persist_retry_ms: u64) -> u64 {
+    let token_timeout_ms = u64::try_from(DEFAULT_REQUEST_TIMEOUT.as_millis()).unwrap_or(u64::MAX);
+    token_timeout_ms.saturating_add(persist_retry_ms)
+}
+
+/// Longest accepted duration setting (a day): no arithmetic on it can overflow.
+pub const MAX_DURATION_MS: u64 = 86_400_000;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -109,10 +115,18 @@ pub struct ServeArgs {
     #[arg(long, env = "LOCK_TTL_MS", default_value_t = 30_000)]
     pub lock_ttl_ms: u64,
     /// How long a MongoDB recreation claim is held, in milliseconds: the time after which a
-    /// replica that crashed mid-mint is taken over. Must outlast a token call (at least
-    /// 15000; iDenfy calls time out after 10 s).
+    /// replica that crashed mid-mint is taken over. Must outlast a token call (10 s) plus
+    /// PERSIST_RETRY_MS.
     #[arg(long, env = "CLAIM_TTL_MS", default_value_t = 60_000)]
     pub claim_ttl_ms: u64,
+    /// How long after a mint the write recording it is retried through store faults, in
+    /// milliseconds; past that, the token goes to the journal in DATA_DIR.
+    #[arg(long, env = "PERSIST_RETRY_MS", default_value_t = 15_000)]
+    pub persist_retry_ms: u64,
+    /// Directory of the mint journal (paid tokens the store could not take in time, kept
+    /// until it can). Created 0700 if missing.
+    #[arg(long, env = "DATA_DIR", default_value = "idenfy-data")]
+    pub data_dir: std::path::PathBuf,
     /// Minimum time between two iDenfy status calls for one row, in milliseconds.
     #[arg(long, env = "POLL_INTERVAL_MS", default_value_t = 15_000)]
     pub poll_interval_ms: u64,
@@ -155,6 +169,7 @@ pub struct Tuning {
     pub recreation_cap: u32,
     pub lock_ttl: Duration,
     pub claim_ttl: Duration,
+    pub persist_retry: Duration,
     pub poll_interval: Duration,
 }
 
@@ -172,6 +187,7 @@ pub struct ServeConfig {
     pub tuning: Tuning,
     pub listen_addr: SocketAddr,
     pub internal_token: Secret,
+    pub data_dir: std::path::PathBuf,
 }
 
 /// Every problem found, one per line, each naming its variable.
@@ -297,10 +313,34 @@ impl ServeArgs {
         if self.lock_ttl_ms == 0 {
             problems.push("LOCK_TTL_MS must be greater than 0".to_owned());
         }
-        if self.claim_ttl_ms < MIN_CLAIM_TTL_MS {
+        for (name, value) in [
+            ("LOCK_TTL_MS", self.lock_ttl_ms),
+            ("CLAIM_TTL_MS", self.claim_ttl_ms),
+            ("PERSIST_RETRY_MS", self.persist_retry_ms),
+        ] {
+            if value > MAX_DURATION_MS {
+                problems.push(format!("{name} must be at most {MAX_DURATION_MS} (a day)"));
+            }
+        }
+        if self.persist_retry_ms == 0 {
+            problems.push("PERSIST_RETRY_MS must be greater than 0".to_owned());
+        }
+        let min_claim_ttl_ms = min_claim_ttl_ms(self.persist_retry_ms);
+        if self.claim_ttl_ms < min_claim_ttl_ms {
             problems.push(format!(
-                "CLAIM_TTL_MS must be at least {MIN_CLAIM_TTL_MS} (a claim must outlast a token \
-                 call, which may take 10 s)"
+                "CLAIM_TTL_MS={} is shorter than the worst-case claim -> mint -> persist path \
+                 it must outlast: {min_claim_ttl_ms} ms (a {} ms token call plus \
+                 PERSIST_RETRY_MS={})",
+                self.claim_ttl_ms,
+                DEFAULT_REQUEST_TIMEOUT.as_millis(),
+                self.persist_retry_ms
+            ));
+        }
+        if self.lock_ttl_ms > self.claim_ttl_ms {
+            problems.push(format!(
+                "LOCK_TTL_MS={} must not exceed CLAIM_TTL_MS={}: a replica that dies mid-mint \
+                 would block the row's recovery for the lock's TTL",
+                self.lock_ttl_ms, self.claim_ttl_ms
             ));
         }
         if self.poll_interval_ms == 0 {
@@ -353,10 +393,12 @@ impl ServeArgs {
                     recreation_cap: self.recreation_cap,
                     lock_ttl: Duration::from_millis(self.lock_ttl_ms),
                     claim_ttl: Duration::from_millis(self.claim_ttl_ms),
+                    persist_retry: Duration::from_millis(self.persist_retry_ms),
                     poll_interval: Duration::from_millis(self.poll_interval_ms),
                 },
                 listen_addr: self.listen_addr,
                 internal_token,
+                data_dir: self.data_dir.clone(),
             }),
             _ => Err(ConfigError(problems)),
         }
@@ -442,20 +484,49 @@ mod tests {
     }
 
     #[test]
-    fn a_claim_ttl_shorter_than_a_token_call_is_refused() {
+    fn a_claim_ttl_shorter_than_mint_plus_persist_retries_is_refused_naming_both() {
         let mut args = FULL.to_vec();
-        args.push("--claim-ttl-ms=14999");
+        args.push("--claim-ttl-ms=24999");
+        args.push("--lock-ttl-ms=20000");
         let ConfigError(problems) = parse(&args).validate().expect_err("invalid");
         assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].starts_with("CLAIM_TTL_MS must be at least 15000"));
+        assert!(
+            problems[0].starts_with("CLAIM_TTL_MS=24999 is shorter than")
+                && problems[0].contains("25000 ms")
+                && problems[0].contains("PERSIST_RETRY_MS=15000"),
+            "{problems:?}"
+        );
 
         let mut args = FULL.to_vec();
-        args.push("--claim-ttl-ms=15000");
+        args.push("--claim-ttl-ms=25000");
+        args.push("--lock-ttl-ms=20000");
         let config = parse(&args).validate().expect("valid");
-        assert_eq!(config.tuning.claim_ttl, Duration::from_secs(15));
+        assert_eq!(config.tuning.claim_ttl, Duration::from_secs(25));
+        assert_eq!(config.tuning.persist_retry, Duration::from_secs(15));
         assert_eq!(
             parse(FULL).validate().expect("valid").tuning.claim_ttl,
             Duration::from_secs(60)
+        );
+    }
+
+    #[test]
+    fn a_lock_outliving_the_claim_and_overflowing_durations_are_refused() {
+        let mut args = FULL.to_vec();
+        args.push("--claim-ttl-ms=30000");
+        args.push("--lock-ttl-ms=30001");
+        args.push("--persist-retry-ms=18446744073709551615");
+        let ConfigError(problems) = parse(&args).validate().expect_err("invalid");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("LOCK_TTL_MS=30001 must not exceed CLAIM_TTL_MS=30000")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("PERSIST_RETRY_MS must be at most")),
+            "{problems:?}"
         );
     }
 

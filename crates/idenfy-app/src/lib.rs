@@ -8,6 +8,7 @@
 pub mod config;
 pub mod dev;
 pub mod http;
+pub mod journal;
 pub mod metrics;
 pub mod openapi;
 pub mod serve;

@@ -5,7 +5,10 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use idenfy_client::{ClientConfig, IdenfyClient, TokenOptions};
-use idenfy_core::{Environment, Sessions, Settings, SystemClock};
+use idenfy_core::{
+    Clock, Environment, Sessions, Settings,
+    journal::{MintJournal, ReplayReport},
+};
 use lock_valkey::{ValkeyLock, ValkeyOptions};
 use store_mongo::{MongoIntentStore, MongoOptions, MongoParentStore, MongoRowStore, MongoStores};
 use tokio::net::TcpListener;
@@ -13,6 +16,7 @@ use tokio::net::TcpListener;
 use crate::{
     config::{Credentials, ServeConfig, Tuning},
     http::error::chain,
+    journal::FileJournal,
     state::{AppState, BoxFuture, Health, HealthProbe},
 };
 
@@ -28,7 +32,7 @@ pub type ProductionSessions = Sessions<
     MongoIntentStore,
     ValkeyLock,
     IdenfyClient,
-    SystemClock,
+    TokioClock,
 >;
 
 /// The settings of one environment from the validated configuration.
@@ -42,8 +46,50 @@ pub fn settings(
     settings.recreation_cap = tuning.recreation_cap;
     settings.lock_ttl = tuning.lock_ttl;
     settings.claim_ttl = tuning.claim_ttl;
+    settings.persist_retry = tuning.persist_retry;
     settings.poll_interval = tuning.poll_interval;
     settings
+}
+
+/// The wall clock, waiting on tokio's timer.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TokioClock;
+
+impl Clock for TokioClock {
+    fn now(&self) -> idenfy_core::Timestamp {
+        chrono::Utc::now()
+    }
+
+    fn sleep(&self, duration: Duration) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep(duration))
+    }
+}
+
+/// How often the mint journal is replayed while it holds entries.
+const JOURNAL_REPLAY_EVERY: Duration = Duration::from_secs(5);
+
+/// Replays the journal of each environment now, then every few seconds while entries remain
+/// (the store came back), logging what it settled.
+fn replay_journal(sessions: Vec<Arc<ProductionSessions>>, journal: Arc<FileJournal>) {
+    tokio::spawn(async move {
+        loop {
+            if !journal.pending().is_empty() {
+                for environment in &sessions {
+                    let report = environment.replay_journal().await;
+                    if report != ReplayReport::default() {
+                        tracing::info!(
+                            environment = environment.settings.environment.as_str(),
+                            attached = report.attached,
+                            orphaned = report.orphaned,
+                            kept = report.kept,
+                            "mint journal replayed"
+                        );
+                    }
+                }
+            }
+            tokio::time::sleep(JOURNAL_REPLAY_EVERY).await;
+        }
+    });
 }
 
 /// An iDenfy client for one environment's credentials.
@@ -161,21 +207,37 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         );
     }
 
-    let live = Sessions::new(
-        stores.rows(),
-        stores.parents(),
-        stores.intents(),
-        lock.clone(),
-        client(&config.idenfy_base_url, &config.live, &config.token_options)?,
-        SystemClock,
-        settings(
-            Environment::Live,
-            &config.idenfy_base_url,
-            &config.live,
-            config.tuning,
-        ),
+    let journal = Arc::new(
+        FileJournal::open(&config.data_dir)
+            .map_err(|error| anyhow::anyhow!("DATA_DIR: {error}"))?,
     );
-    let mut state = AppState::new(Arc::new(live), metrics)
+    let waiting = journal.pending().len();
+    if waiting > 0 {
+        tracing::warn!(
+            entries = waiting,
+            path = %journal.path().display(),
+            "the mint journal holds tokens from an earlier run; attaching them"
+        );
+    }
+    let live = Arc::new(
+        Sessions::new(
+            stores.rows(),
+            stores.parents(),
+            stores.intents(),
+            lock.clone(),
+            client(&config.idenfy_base_url, &config.live, &config.token_options)?,
+            TokioClock,
+            settings(
+                Environment::Live,
+                &config.idenfy_base_url,
+                &config.live,
+                config.tuning,
+            ),
+        )
+        .with_journal(journal.clone()),
+    );
+    let mut environments = vec![Arc::clone(&live)];
+    let mut state = AppState::new(live, metrics)
         .with_internal_token(config.internal_token.clone())
         .with_health(Arc::new(Probe {
             stores: stores.clone(),
@@ -183,22 +245,27 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         }));
     if let Some(credentials) = &config.sandbox {
         let sandbox_stores = stores.for_environment(Environment::Sandbox);
-        let sandbox = Sessions::new(
-            sandbox_stores.rows(),
-            sandbox_stores.parents(),
-            sandbox_stores.intents(),
-            lock.for_environment(Environment::Sandbox),
-            client(&config.idenfy_base_url, credentials, &config.token_options)?,
-            SystemClock,
-            settings(
-                Environment::Sandbox,
-                &config.idenfy_base_url,
-                credentials,
-                config.tuning,
-            ),
+        let sandbox = Arc::new(
+            Sessions::new(
+                sandbox_stores.rows(),
+                sandbox_stores.parents(),
+                sandbox_stores.intents(),
+                lock.for_environment(Environment::Sandbox),
+                client(&config.idenfy_base_url, credentials, &config.token_options)?,
+                TokioClock,
+                settings(
+                    Environment::Sandbox,
+                    &config.idenfy_base_url,
+                    credentials,
+                    config.tuning,
+                ),
+            )
+            .with_journal(journal.clone()),
         );
-        state = state.with_sandbox(Arc::new(sandbox));
+        environments.push(Arc::clone(&sandbox));
+        state = state.with_sandbox(sandbox);
     }
+    replay_journal(environments, journal);
 
     let listener = TcpListener::bind(config.listen_addr)
         .await

@@ -144,6 +144,9 @@ impl IdenfyClient {
         if api_key.is_empty() || api_secret.is_empty() {
             return Err(BuildError::MissingCredentials);
         }
+        if retry.budget.is_zero() {
+            return Err(BuildError::InvalidSetting("retry.budget must be positive"));
+        }
         if retry.max_attempts == 0 {
             return Err(BuildError::InvalidSetting(
                 "retry.max_attempts must be at least 1",
@@ -296,32 +299,41 @@ impl Inner {
         })
     }
 
-    /// `send_once`, retried on transient failures with jittered exponential back-off.
+    /// `send_once`, retried on transient failures with jittered exponential back-off, all
+    /// of it within [`RetryPolicy::budget`].
     async fn send_with_retry<B: Serialize + Sync + ?Sized>(
         &self,
         endpoint: Endpoint,
         body: &B,
     ) -> Result<Reply, IdenfyError> {
+        let deadline = Instant::now() + self.retry.budget;
         let mut attempt = 1;
         loop {
-            match self.send_once(endpoint, body, attempt).await {
-                Ok(reply) => return Ok(reply),
-                Err(failure)
-                    if attempt < self.retry.max_attempts && is_retryable(failure.error.kind) =>
-                {
-                    let delay = backoff(&self.retry, attempt, failure.retry_after);
-                    tracing::debug!(
-                        endpoint = endpoint.path(),
-                        attempt,
-                        kind = failure.error.kind.as_str(),
-                        delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                        "retrying iDenfy call"
-                    );
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                Err(failure) => return Err(failure.error),
+            let left = deadline.saturating_duration_since(Instant::now());
+            let sent = tokio::time::timeout(left, self.send_once(endpoint, body, attempt)).await;
+            let failure = match sent {
+                Ok(Ok(reply)) => return Ok(reply),
+                Ok(Err(failure)) => failure,
+                Err(_) => return Err(error::budget_spent(self.retry.budget)),
+            };
+            if attempt >= self.retry.max_attempts || !is_retryable(failure.error.kind) {
+                return Err(failure.error);
             }
+            let delay = backoff(&self.retry, attempt, failure.retry_after);
+            // A retry needs its back-off and some time to answer; without both, the error
+            // we have is the answer.
+            if Instant::now() + delay + MIN_ATTEMPT >= deadline {
+                return Err(failure.error);
+            }
+            tracing::debug!(
+                endpoint = endpoint.path(),
+                attempt,
+                kind = failure.error.kind.as_str(),
+                delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                "retrying iDenfy call"
+            );
+            tokio::time::sleep(delay).await;
+            attempt += 1;
         }
     }
 
@@ -434,6 +446,9 @@ impl IdenfyApi for IdenfyClient {
     }
 }
 
+/// The least time a retry must have left to be worth starting.
+const MIN_ATTEMPT: Duration = Duration::from_millis(500);
+
 fn is_retryable(kind: IdenfyErrorKind) -> bool {
     matches!(
         kind,
@@ -534,6 +549,7 @@ mod tests {
             max_attempts: 5,
             base_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(2),
+            budget: Duration::from_secs(8),
         };
         for _ in 0..50 {
             let first = backoff(&policy, 1, None);

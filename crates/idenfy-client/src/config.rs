@@ -60,6 +60,14 @@ pub struct TokenOptions {
     pub callback_url: Option<String>,
 }
 
+/// Default [`ClientConfig::request_timeout`]: also how long a token call may take, which a
+/// recreation claim must outlast.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default [`RetryPolicy::budget`]: 8 s, so a status poll that gets no answer leaves a
+/// 15 s request deadline 7 s for its store reads and writes.
+pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(8);
+
 /// Retries of `status` and `data` on transient failures (5xx, 429, timeout, transport).
 /// Never applied to `mint`: every token call may bill a credit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +78,10 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// Upper bound of any back-off, including a server's `Retry-After`.
     pub max_delay: Duration,
+    /// The whole call, every attempt and back-off included, ends within this: an attempt
+    /// gets at most what is left of it, and no retry starts that could not finish. Keeps
+    /// a status poll well inside a request deadline (the app's is 15 s).
+    pub budget: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -78,6 +90,7 @@ impl Default for RetryPolicy {
             max_attempts: 3,
             base_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(2),
+            budget: DEFAULT_RETRY_BUDGET,
         }
     }
 }
@@ -133,7 +146,7 @@ impl Default for ClientConfig {
             api_key: String::new(),
             api_secret: Secret::new(""),
             connect_timeout: Duration::from_secs(3),
-            request_timeout: Duration::from_secs(10),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
             token_options: TokenOptions::default(),
             retry: RetryPolicy::default(),
         }

@@ -90,6 +90,20 @@ pub(crate) fn from_reqwest(err: reqwest::Error) -> IdenfyError {
     }
 }
 
+/// The retry budget of a call ran out while an attempt was still waiting for its answer.
+pub(crate) fn budget_spent(budget: std::time::Duration) -> IdenfyError {
+    IdenfyError {
+        kind: IdenfyErrorKind::Timeout,
+        http_status: None,
+        identifier: None,
+        message: format!(
+            "no answer within the {} ms retry budget",
+            budget.as_millis()
+        ),
+        source: None,
+    }
+}
+
 /// A 2xx whose body we cannot use.
 pub(crate) fn unexpected_payload(status: StatusCode, message: impl Into<String>) -> IdenfyError {
     IdenfyError {

@@ -12,6 +12,9 @@ mod error;
 pub mod webhook;
 
 pub use client::IdenfyClient;
-pub use config::{BuildError, ClientConfig, DEFAULT_BASE_URL, RetryPolicy, Secret, TokenOptions};
+pub use config::{
+    BuildError, ClientConfig, DEFAULT_BASE_URL, DEFAULT_REQUEST_TIMEOUT, DEFAULT_RETRY_BUDGET,
+    RetryPolicy, Secret, TokenOptions,
+};
 pub use idenfy_core::{IdenfyApi, IdenfyError, IdenfyErrorKind, MintedToken, StatusReport};
 pub use webhook::{EventType, WebhookPayload, WebhookStatus};

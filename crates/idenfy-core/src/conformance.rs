@@ -794,7 +794,7 @@ pub mod row_store {
     }
 
     /// `claim_recreation` needs the current scanRef with verification EXPIRED, not final,
-    /// row status not `failed`.
+    /// not given up by us (row `failed` at the recreation limit).
     pub async fn claim_recreation_requires_an_expired_current_token<S: RowStore>(store: &S) {
         let now = fixtures::now();
         let claim = fixtures::claim(now + secs(60));
@@ -808,7 +808,8 @@ pub mod row_store {
         cases.push((final_expired, "final"));
         let mut gave_up = expired(now);
         gave_up.status = RowStatus::Failed;
-        cases.push((gave_up, "row failed"));
+        gave_up.failure_reason = Some(crate::reasons::RECREATION_LIMIT.to_owned());
+        cases.push((gave_up, "given up at the limit"));
         for (row, what) in cases {
             let row = put(store, row).await;
             let w = store
@@ -827,6 +828,46 @@ pub mod row_store {
             .await;
         assert_eq!(w.expect("claim"), Write::NotMatched, "unknown id");
         assert_eq!(reload(store, &row.id).await, row);
+    }
+
+    /// A row id-server failed on its own EXPIRED webhook (`status: failed`, its reason, no
+    /// recreation count) is claimed like any expired row, and the persist makes it
+    /// `in_progress` again with the new token.
+    pub async fn claim_recreation_takes_a_row_id_server_failed_on_expiry<S: RowStore>(store: &S) {
+        let now = fixtures::now();
+        let mut row = expired(now);
+        row.status = RowStatus::Failed;
+        row.failure_reason = Some(crate::reasons::EXPIRED.to_owned());
+        row.recreation_count = 0;
+        let row = put(store, row).await;
+        assert!(!row.gave_up(), "id-server's expiry is not our giving up");
+        let claim = fixtures::claim(now + secs(60));
+        let w = store
+            .claim_recreation(&row.id, &row.scan_ref, LIMITS, &claim, now)
+            .await;
+        assert_eq!(w.expect("claim"), Write::Applied);
+        let token = fixtures::token(now + secs(1));
+        let recreated = Recreated {
+            token: token.clone(),
+            old_minted_at: row.token_minted_at,
+            old_status: row.verification_status.clone(),
+        };
+        let w = store
+            .persist_recreation(
+                &row.id,
+                &row.scan_ref,
+                &claim.claim_id,
+                &recreated,
+                now + secs(2),
+            )
+            .await;
+        assert_eq!(w.expect("persist"), Write::Applied);
+        let after = reload(store, &row.id).await;
+        assert_eq!(after.status, RowStatus::InProgress);
+        assert_eq!(after.scan_ref, token.scan_ref);
+        assert_eq!(after.failure_reason, None);
+        assert_eq!(after.recreation_count, 1);
+        assert!(!after.is_expired());
     }
 
     /// `claim_recreation` needs `recreationCount < cap` and `mintAttempts < max_attempts`.
@@ -2133,6 +2174,7 @@ macro_rules! row_store_conformance {
                 claim_recreation_sets_the_claim_and_counts_the_attempt,
                 claim_recreation_requires_an_expired_current_token,
                 claim_recreation_respects_the_cap_and_the_attempts,
+                claim_recreation_takes_a_row_id_server_failed_on_expiry,
                 claim_recreation_is_exclusive_while_the_claim_lives,
                 claim_recreation_admits_one_of_concurrent_claims,
                 release_claim_only_by_the_holder,

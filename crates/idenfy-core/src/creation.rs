@@ -8,12 +8,14 @@
 //! counts as a session (W25, W26).
 
 use serde::Serialize;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::{
     Clock, CreationIntent, Flow, IdenfyApi, IdenfyError, IdenfyRow, IntentState, IntentStore,
     MintedToken, Nonce, Parent, ParentId, ParentStatus, ParentStore, RecreateLock, RowId, RowStore,
-    SessionView, Sessions, SigDigest, StoreError, resolver::chrono_duration,
+    SessionView, Sessions, SigDigest, StoreError,
+    journal::{JournaledMint, MintTarget},
+    resolver::chrono_duration,
 };
 
 /// `POST /internal/sessions`.
@@ -288,17 +290,20 @@ where
     }
 
     async fn mint_for(&self, intent: &CreationIntent) -> Result<MintedToken, CreateError> {
+        // A token this process minted for this intent and could not record: use it.
+        if let Some(entry) = self.journaled_for_intent(&intent.key) {
+            let token = entry.token();
+            self.record_minted(intent, &token).await?;
+            if let Some(journal) = &self.journal {
+                let _ = journal.settle(&entry.id);
+            }
+            info!(session = %intent.parent_id, scan_ref = %token.scan_ref, "used a journaled token for a retried creation");
+            return Ok(token);
+        }
         metrics::counter!("idenfy_mints_total", "cause" => "creation").increment(1);
         match self.idenfy.mint(&intent.parent_id).await {
             Ok(token) => {
-                if !self
-                    .intents
-                    .record_mint(&intent.key, &intent.claim_id, &token)
-                    .await?
-                    .applied()
-                {
-                    warn!(session = %intent.parent_id, "creation claim expired while minting");
-                }
+                self.record_minted(intent, &token).await?;
                 Ok(token)
             }
             Err(err) => {
@@ -312,6 +317,81 @@ where
                 Err(err.into())
             }
         }
+    }
+
+    /// Saves a paid token in its intent before anything else: retried on store faults while
+    /// the intent's claim is ours, then journaled (never dropped).
+    async fn record_minted(
+        &self,
+        intent: &CreationIntent,
+        token: &MintedToken,
+    ) -> Result<(), CreateError> {
+        let until = intent
+            .claimed_until
+            .min(self.clock.now() + chrono_duration(self.settings.persist_retry));
+        let recorded = self
+            .retrying_store(
+                until,
+                &intent.parent_id,
+                "saving a minted token in its creation intent",
+                || {
+                    self.intents
+                        .record_mint(&intent.key, &intent.claim_id, token)
+                },
+            )
+            .await;
+        match recorded {
+            Ok(write) => {
+                if !write.applied() {
+                    warn!(session = %intent.parent_id, "creation claim expired while minting");
+                }
+                Ok(())
+            }
+            Err(err) => {
+                let target = MintTarget::Creation {
+                    intent_key: intent.key.clone(),
+                    claim_id: intent.claim_id.clone(),
+                };
+                self.journal_mint(&intent.parent_id, target, token, &err);
+                Err(err.into())
+            }
+        }
+    }
+
+    /// A token this process journaled for the creation intent `key`, if any.
+    fn journaled_for_intent(&self, key: &str) -> Option<JournaledMint> {
+        let journal = self.journal.as_ref()?;
+        journal.pending().into_iter().find(|entry| {
+            entry.environment == self.settings.environment
+                && matches!(&entry.target, MintTarget::Creation { intent_key, .. } if intent_key == key)
+        })
+    }
+
+    /// Replay of a journaled creation token: written into its intent (under the journaled
+    /// claim), so the client's retry finishes with it. `Ok(false)` when the intent moved
+    /// on (reclaimed or finished): the token is then an orphan, logged at ERROR.
+    pub(crate) async fn attach_journaled_creation(
+        &self,
+        entry: &JournaledMint,
+    ) -> Result<bool, StoreError> {
+        let MintTarget::Creation {
+            intent_key,
+            claim_id,
+        } = &entry.target
+        else {
+            return Ok(false);
+        };
+        let write = self
+            .intents
+            .record_mint(intent_key, claim_id, &entry.token())
+            .await?;
+        if write.applied() {
+            info!(session = %entry.parent_id, scan_ref = %entry.scan_ref, "attached a journaled token to its creation intent");
+            return Ok(true);
+        }
+        metrics::counter!("idenfy_orphaned_mints_total").increment(1);
+        error!(session = %entry.parent_id, intent = intent_key.as_str(), scan_ref = %entry.scan_ref, "a journaled creation token's intent moved on: orphaned mint (billed, unused)");
+        Ok(false)
     }
 
     async fn insert_parent(&self, intent: &CreationIntent, row: &RowId) -> Result<(), StoreError> {

@@ -10,6 +10,7 @@
 pub mod creation;
 pub mod ids;
 mod inflight;
+pub mod journal;
 pub mod memory;
 pub mod model;
 pub mod ports;
@@ -51,6 +52,9 @@ pub struct Sessions<R, P, I, L, A, C> {
     pub idenfy: A,
     pub clock: C,
     pub settings: Settings,
+    /// Where minted tokens go when the store cannot take them in time (none: they are
+    /// only logged at ERROR).
+    journal: Option<std::sync::Arc<dyn journal::MintJournal>>,
     /// Rows this instance is recovering right now (the in-process layer of step 5d).
     recovering: inflight::InFlight,
 }
@@ -81,7 +85,14 @@ where
             idenfy,
             clock,
             settings,
+            journal: None,
             recovering: inflight::InFlight::default(),
         }
+    }
+
+    /// Keeps minted tokens the store cannot take in `journal` (see [`journal`]).
+    pub fn with_journal(mut self, journal: std::sync::Arc<dyn journal::MintJournal>) -> Self {
+        self.journal = Some(journal);
+        self
     }
 }

@@ -26,6 +26,7 @@ use crate::{
     RecreateLock, Recreated, Recreation, RecreationLimits, RowId, RowStatus, RowStore, ScanRef,
     SigDigest, StatusUpdate, StoreError, SupersededScanRef, SystemClock, Timestamp,
     VerificationStatus, Write,
+    journal::{JournalError, JournaledMint, MintJournal},
 };
 
 /// An async hook awaited at the start of every operation of an adapter (tests only).
@@ -60,6 +61,30 @@ fn written(applied: bool) -> Write {
     }
 }
 
+/// Store faults a test asks for: the next `n` calls of an operation fail `Unavailable`.
+#[derive(Clone, Debug, Default)]
+struct Faults(Arc<Mutex<HashMap<&'static str, u32>>>);
+
+impl Faults {
+    fn set(&self, operation: &'static str, times: u32) {
+        lock(&self.0).insert(operation, times);
+    }
+
+    /// `Err(Unavailable)` while `operation` has failures left.
+    fn check(&self, operation: &'static str) -> Result<(), StoreError> {
+        let mut faults = lock(&self.0);
+        match faults.get_mut(operation) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                Err(StoreError::Unavailable(
+                    format!("injected fault: {operation}").into(),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 fn is_exactly_expired(status: Option<&VerificationStatus>) -> bool {
     status == Some(&VerificationStatus::Expired)
 }
@@ -74,6 +99,7 @@ pub struct MemoryRowStore {
     rows: Arc<Mutex<BTreeMap<RowId, IdenfyRow>>>,
     delay: Option<Delay>,
     recreation_claims: Arc<std::sync::atomic::AtomicUsize>,
+    faults: Faults,
 }
 
 impl fmt::Debug for MemoryRowStore {
@@ -94,6 +120,12 @@ impl MemoryRowStore {
     pub fn with_delay(mut self, delay: Delay) -> Self {
         self.delay = Some(delay);
         self
+    }
+
+    /// Makes the next `times` calls of `operation` (`persist_recreation` or
+    /// `record_orphaned_mint`) fail `Unavailable`, as a store outage would (tests).
+    pub fn fail_next(&self, operation: &'static str, times: u32) {
+        self.faults.set(operation, times);
     }
 
     /// How many `claim_recreation` calls were made, matched or not (tests).
@@ -308,7 +340,7 @@ impl RowStore for MemoryRowStore {
                     current(row, id, scan_ref)
                         && is_exactly_expired(row.verification_status.as_ref())
                         && !row.is_final
-                        && row.status != RowStatus::Failed
+                        && !row.gave_up()
                         && row.recreation_count < limits.cap
                         && row.mint_attempts < limits.max_attempts
                         && row
@@ -362,6 +394,7 @@ impl RowStore for MemoryRowStore {
         now: Timestamp,
     ) -> Result<Write, StoreError> {
         pause(self.delay.as_ref()).await;
+        self.faults.check("persist_recreation")?;
         let mut rows = lock(&self.rows);
         let matches = rows.get(id).is_some_and(|row| {
             current(row, id, old_scan_ref)
@@ -414,6 +447,7 @@ impl RowStore for MemoryRowStore {
         id: &RowId,
         orphan: &OrphanedMint,
     ) -> Result<Write, StoreError> {
+        self.faults.check("record_orphaned_mint")?;
         Ok(self
             .update(id, |_| true, |row| row.orphaned_mints.push(orphan.clone()))
             .await)
@@ -604,6 +638,7 @@ fn fail_parent(parent: &mut Parent, reason: &str) {
 pub struct MemoryIntentStore {
     intents: Arc<Mutex<HashMap<String, CreationIntent>>>,
     delay: Option<Delay>,
+    faults: Faults,
 }
 
 impl fmt::Debug for MemoryIntentStore {
@@ -618,6 +653,12 @@ impl fmt::Debug for MemoryIntentStore {
 impl MemoryIntentStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Makes the next `times` calls of `operation` (`record_mint`) fail `Unavailable`, as a
+    /// store outage would (tests).
+    pub fn fail_next(&self, operation: &'static str, times: u32) {
+        self.faults.set(operation, times);
     }
 
     /// The same store with `delay` awaited at the start of every operation.
@@ -695,6 +736,7 @@ impl IntentStore for MemoryIntentStore {
         claim_id: &Nonce,
         minted: &MintedToken,
     ) -> Result<Write, StoreError> {
+        self.faults.check("record_mint")?;
         Ok(self
             .update(
                 key,
@@ -945,5 +987,37 @@ mod tests {
         block_on(rows.get(&id)).expect("get");
         block_on(rows.find_by_scan_ref(&ScanRef::new("x"))).expect("find");
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Mint journal
+// ---------------------------------------------------------------------------------------
+
+/// [`MintJournal`] in memory: durable only as long as the process (tests, dev mode).
+#[derive(Clone, Debug, Default)]
+pub struct MemoryJournal {
+    entries: Arc<Mutex<Vec<JournaledMint>>>,
+}
+
+impl MemoryJournal {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl MintJournal for MemoryJournal {
+    fn record(&self, mint: &JournaledMint) -> Result<(), JournalError> {
+        lock(&self.entries).push(mint.clone());
+        Ok(())
+    }
+
+    fn pending(&self) -> Vec<JournaledMint> {
+        lock(&self.entries).clone()
+    }
+
+    fn settle(&self, id: &Nonce) -> Result<(), JournalError> {
+        lock(&self.entries).retain(|entry| &entry.id != id);
+        Ok(())
     }
 }

@@ -91,9 +91,14 @@ impl IdenfyRow {
         self.verification_status == Some(VerificationStatus::Expired)
     }
 
-    /// Recovery gave up for good (cap reached or attempts exhausted).
+    /// Recovery gave up for good (cap reached or attempts exhausted): failed, expired, and
+    /// failed by us for that reason. A row id-server failed on its own EXPIRED webhook
+    /// (`status: failed`, its own reason, no `recreationCount`) did not give up: it recovers
+    /// like any expired row.
     pub fn gave_up(&self) -> bool {
-        self.status == RowStatus::Failed && self.is_expired()
+        self.status == RowStatus::Failed
+            && self.is_expired()
+            && self.failure_reason.as_deref() == Some(crate::reasons::RECREATION_LIMIT)
     }
 }
 

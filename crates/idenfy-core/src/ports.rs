@@ -155,8 +155,10 @@ pub trait RowStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Write, StoreError>> + Send;
 
     /// Claims the right to mint a replacement (W2, W4, W5). Condition: `_id`, current
-    /// scanRef == `scan_ref`, verification `EXPIRED`, `final` not true, row `status` not
-    /// `failed`, `recreationCount < cap` (absent counts as 0), `mintAttempts <
+    /// scanRef == `scan_ref`, verification `EXPIRED`, `final` not true, not given up (row
+    /// `status` `failed` with reason [`crate::reasons::RECREATION_LIMIT`]; a row id-server
+    /// failed on its own expiry webhook may be claimed), `recreationCount < cap` (absent
+    /// counts as 0), `mintAttempts <
     /// max_attempts` (absent counts as 0), and no live claim (`recreation.claimedUntil`
     /// absent or earlier than `now`). Sets `recreation.claimId/claimedUntil` from `claim`,
     /// increments `mintAttempts`, sets `updatedAt`. `NotMatched` when the condition does
@@ -493,9 +495,33 @@ pub trait IdenfyApi: Send + Sync + 'static {
     ) -> impl Future<Output = Result<serde_json::Map<String, serde_json::Value>, IdenfyError>> + Send;
 }
 
-/// The time source.
+/// The time source, and waiting on it.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Timestamp;
+
+    /// Resolves after `duration` of this clock's time (the back-off between retries of a
+    /// write that must not be lost). The default parks a helper thread, so it works on any
+    /// executor; a clock for one runtime should use that runtime's timer instead, and a
+    /// test clock may simply advance.
+    fn sleep(&self, duration: Duration) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(thread_sleep(duration))
+    }
+}
+
+/// A sleep that needs no runtime: a thread waits, then completes a oneshot.
+fn thread_sleep(duration: Duration) -> impl Future<Output = ()> + Send + 'static {
+    let (done, wait) = futures::channel::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("idenfy-core-sleep".to_owned())
+        .spawn(move || {
+            std::thread::sleep(duration);
+            let _ = done.send(());
+        });
+    async move {
+        if spawned.is_ok() {
+            let _ = wait.await;
+        }
+    }
 }
 
 /// The wall clock.
@@ -512,5 +538,9 @@ impl Clock for SystemClock {
 impl<T: Clock + ?Sized> Clock for std::sync::Arc<T> {
     fn now(&self) -> Timestamp {
         (**self).now()
+    }
+
+    fn sleep(&self, duration: Duration) -> futures::future::BoxFuture<'static, ()> {
+        (**self).sleep(duration)
     }
 }

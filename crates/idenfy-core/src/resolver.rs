@@ -9,10 +9,12 @@ use std::time::Duration;
 use tracing::{debug, error, info, warn};
 
 use crate::{
-    Claim, Clock, ErrorClass, IdenfyApi, IdenfyRow, IntentStore, MintFailure, Nonce, OrphanedMint,
-    ParentId, ParentStatus, ParentStore, RecreateLock, Recreated, RecreationLimits, RowId,
-    RowStore, ScanRef, SessionView, Sessions, SigDigest, StatusUpdate, StatusV2, StoreError,
-    Timestamp, VerificationStatus, reasons,
+    Claim, Clock, ErrorClass, IdenfyApi, IdenfyRow, IntentStore, MintFailure, MintedToken, Nonce,
+    OrphanedMint, ParentId, ParentStatus, ParentStore, RecreateLock, Recreated, RecreationLimits,
+    RowId, RowStore, ScanRef, SessionView, Sessions, SigDigest, StatusUpdate, StatusV2, StoreError,
+    Timestamp, VerificationStatus, Write,
+    journal::{JournaledMint, MintTarget, ReplayReport},
+    reasons,
 };
 
 /// Why a resolution failed. Every business outcome is a view; only these are errors.
@@ -336,9 +338,23 @@ where
         {
             return Ok(self.pending(&row, to_std(next - now)));
         }
+        // A token this process minted for this very scanRef and could not persist: attach
+        // it instead of paying for another.
+        if let Some(entry) = self.journaled_for_row(&row) {
+            if let Some(journal) = &self.journal
+                && self.attach_journaled(&entry).await?.is_some()
+                && let Err(err) = journal.settle(&entry.id)
+            {
+                error!(row = %row.id, error = %err, "could not settle a journal entry; it will be replayed again (harmlessly)");
+            }
+            return self.reread_and_classify(&row.id, &row.scan_ref).await;
+        }
         // 5d, second layer: the Valkey lock between processes. Like the first, it only
         // saves work; losing it means a peer is minting.
-        let guard = match self.lock.acquire(&row.id, self.settings.lock_ttl).await {
+        // Never longer than the claim: a holder that dies mid-mint blocks the row for at
+        // most the claim's TTL.
+        let lock_ttl = self.settings.lock_ttl.min(self.settings.claim_ttl);
+        let guard = match self.lock.acquire(&row.id, lock_ttl).await {
             Ok(Some(guard)) => {
                 metrics::counter!("idenfy_recreate_lock_total", "outcome" => "won").increment(1);
                 Some(guard)
@@ -417,37 +433,37 @@ where
                 return Ok(self.pending(row, delay));
             }
         };
-        // 5g: persist only while our claim still stands.
+        // 5g: persist only while our claim still stands. A store fault is retried while the
+        // claim is ours (nobody else can claim the row meanwhile); past that, the token goes
+        // to the journal: a paid token is never dropped.
         let recreated = Recreated {
             token: token.clone(),
             old_minted_at: row.token_minted_at,
             old_status: row.verification_status.clone(),
         };
+        let retry_until = claim
+            .claimed_until
+            .min(self.clock.now() + chrono_duration(self.settings.persist_retry));
         let persisted = self
-            .rows
-            .persist_recreation(
+            .retrying_store(
+                retry_until,
                 &row.id,
-                &row.scan_ref,
-                &claim.claim_id,
-                &recreated,
-                self.clock.now(),
+                "persisting a replacement token",
+                || {
+                    self.rows.persist_recreation(
+                        &row.id,
+                        &row.scan_ref,
+                        &claim.claim_id,
+                        &recreated,
+                        self.clock.now(),
+                    )
+                },
             )
             .await;
         match persisted {
             Ok(write) if write.applied() => {
                 info!(row = %row.id, old_scan_ref = %row.scan_ref, scan_ref = %token.scan_ref, "recovered an expired iDenfy session");
-                let mut fresh = row.clone();
-                fresh.auth_token = token.auth_token;
-                fresh.scan_ref = token.scan_ref;
-                fresh.token_minted_at = Some(token.minted_at);
-                fresh.token_expires_at = token.expires_at;
-                fresh.verification_status = None;
-                fresh.failure_reason = None;
-                fresh.is_final = false;
-                fresh.status = crate::RowStatus::InProgress;
-                fresh.recreation_count += 1;
-                fresh.last_checked_at = None;
-                Ok(self.current(&fresh, Outcome::Recovered))
+                Ok(self.current(&recovered(row, token), Outcome::Recovered))
             }
             Ok(_) => {
                 warn!(row = %row.id, scan_ref = %token.scan_ref, "claim lost before persisting; recording the orphaned mint");
@@ -456,11 +472,177 @@ where
                 self.reread_and_classify(&row.id, &row.scan_ref).await
             }
             Err(err) => {
-                self.record_orphan(&row.id, &token.scan_ref, token.minted_at)
-                    .await;
+                let target = MintTarget::Recovery {
+                    row_id: row.id.clone(),
+                    old_scan_ref: row.scan_ref.clone(),
+                    claim_id: claim.claim_id.clone(),
+                    old_minted_at: row.token_minted_at,
+                    old_status: row
+                        .verification_status
+                        .as_ref()
+                        .map(|status| status.as_str().to_owned()),
+                };
+                self.journal_mint(&row.parent_id, target, &token, &err);
                 Err(err)
             }
         }
+    }
+
+    /// Runs `write` (one store write that records a paid token) until it answers, retrying
+    /// store faults with back-off while `until` has not passed. Conflicts and corrupt
+    /// documents are answers, not faults.
+    pub(crate) async fn retrying_store<T, F, Fut>(
+        &self,
+        until: Timestamp,
+        row: &(dyn std::fmt::Display + Sync),
+        what: &str,
+        mut write: F,
+    ) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let mut attempt: u32 = 0;
+        loop {
+            match write().await {
+                Err(err @ (StoreError::Unavailable(_) | StoreError::Backend(_))) => {
+                    attempt = attempt.saturating_add(1);
+                    let delay = crate::Settings::store_retry_backoff(attempt);
+                    if self.clock.now() + chrono_duration(delay) >= until {
+                        return Err(err);
+                    }
+                    warn!(row = %row, attempt, error = %err, "{what} failed; retrying while the claim is ours");
+                    metrics::counter!("idenfy_store_write_retries_total").increment(1);
+                    self.clock.sleep(delay).await;
+                }
+                answered => return answered,
+            }
+        }
+    }
+
+    /// The store could not take a paid token in time: journal it (when there is a journal)
+    /// and say so at ERROR, with ids and scanRef, never the token.
+    pub(crate) fn journal_mint(
+        &self,
+        parent: &ParentId,
+        target: MintTarget,
+        token: &MintedToken,
+        cause: &StoreError,
+    ) {
+        metrics::counter!("idenfy_unpersisted_mints_total").increment(1);
+        let entry = JournaledMint::new(
+            self.settings.environment,
+            parent,
+            target,
+            token,
+            self.clock.now(),
+        );
+        let (row, intent) = match &entry.target {
+            MintTarget::Recovery { row_id, .. } => (Some(row_id.to_string()), None),
+            MintTarget::Creation { intent_key, .. } => (None, Some(intent_key.as_str())),
+        };
+        match &self.journal {
+            Some(journal) => match journal.record(&entry) {
+                Ok(()) => error!(
+                    row, intent, parent = %parent, scan_ref = %token.scan_ref, error = %cause,
+                    "the store did not take a minted token in time; it is journaled and will be attached when the store answers"
+                ),
+                Err(journal_err) => error!(
+                    row, intent, parent = %parent, scan_ref = %token.scan_ref, error = %cause, journal_error = %journal_err,
+                    "the store did not take a minted token in time and the journal failed too: the token is LOST (billed, unused)"
+                ),
+            },
+            None => error!(
+                row, intent, parent = %parent, scan_ref = %token.scan_ref, error = %cause,
+                "the store did not take a minted token in time and there is no journal: the token is lost (billed, unused)"
+            ),
+        }
+    }
+
+    /// A token this process journaled for `row`'s current (expired) scanRef, if any.
+    pub(crate) fn journaled_for_row(&self, row: &IdenfyRow) -> Option<JournaledMint> {
+        let journal = self.journal.as_ref()?;
+        journal.pending().into_iter().find(|entry| {
+            entry.environment == self.settings.environment
+                && matches!(&entry.target, MintTarget::Recovery { row_id, old_scan_ref, .. }
+                    if *row_id == row.id && *old_scan_ref == row.scan_ref)
+        })
+    }
+
+    /// Attaches a journaled replacement token to its row (the persist it could not make),
+    /// or records it as an orphan when the row moved on. `Ok(None)` when the entry is not
+    /// a recovery of this environment.
+    async fn attach_journaled(&self, entry: &JournaledMint) -> Result<Option<Write>, StoreError> {
+        let MintTarget::Recovery {
+            row_id,
+            old_scan_ref,
+            claim_id,
+            old_minted_at,
+            ..
+        } = &entry.target
+        else {
+            return Ok(None);
+        };
+        let recreated = Recreated {
+            token: entry.token(),
+            old_minted_at: *old_minted_at,
+            old_status: entry.old_status(),
+        };
+        let write = self
+            .rows
+            .persist_recreation(row_id, old_scan_ref, claim_id, &recreated, self.clock.now())
+            .await?;
+        if write.applied() {
+            info!(row = %row_id, scan_ref = %entry.scan_ref, "attached a journaled replacement token to its row");
+        } else {
+            warn!(row = %row_id, scan_ref = %entry.scan_ref, "a journaled token's row moved on; recording it as an orphaned mint");
+            metrics::counter!("idenfy_orphaned_mints_total").increment(1);
+            let orphan = OrphanedMint {
+                scan_ref: entry.scan_ref.clone(),
+                minted_at: entry.minted_at,
+            };
+            let _ = self.rows.record_orphaned_mint(row_id, &orphan).await?;
+        }
+        Ok(Some(write))
+    }
+
+    /// Settles what the journal holds for this environment: recoveries are attached to their
+    /// rows (or recorded as orphans), creations written into their intents. Entries whose
+    /// store write fails stay for the next call.
+    pub async fn replay_journal(&self) -> ReplayReport {
+        let mut report = ReplayReport::default();
+        let Some(journal) = &self.journal else {
+            return report;
+        };
+        for entry in journal.pending() {
+            if entry.environment != self.settings.environment {
+                continue;
+            }
+            let settled = match &entry.target {
+                MintTarget::Recovery { .. } => self
+                    .attach_journaled(&entry)
+                    .await
+                    .map(|w| w.is_some_and(|write| write.applied())),
+                MintTarget::Creation { .. } => self.attach_journaled_creation(&entry).await,
+            };
+            match settled {
+                Ok(attached) => {
+                    if attached {
+                        report.attached += 1;
+                    } else {
+                        report.orphaned += 1;
+                    }
+                    if let Err(err) = journal.settle(&entry.id) {
+                        error!(scan_ref = %entry.scan_ref, error = %err, "could not settle a journal entry; it will be replayed again (harmlessly)");
+                    }
+                }
+                Err(err) => {
+                    debug!(scan_ref = %entry.scan_ref, error = %err, "journal replay: the store still fails");
+                    report.kept += 1;
+                }
+            }
+        }
+        report
     }
 
     async fn record_orphan(&self, id: &RowId, scan_ref: &ScanRef, minted_at: Timestamp) {
@@ -550,6 +732,22 @@ where
             outcome: Outcome::Pending,
         }
     }
+}
+
+/// `row` as the persist of `token` leaves it.
+fn recovered(row: &IdenfyRow, token: MintedToken) -> IdenfyRow {
+    let mut fresh = row.clone();
+    fresh.auth_token = token.auth_token;
+    fresh.scan_ref = token.scan_ref;
+    fresh.token_minted_at = Some(token.minted_at);
+    fresh.token_expires_at = token.expires_at;
+    fresh.verification_status = None;
+    fresh.failure_reason = None;
+    fresh.is_final = false;
+    fresh.status = crate::RowStatus::InProgress;
+    fresh.recreation_count += 1;
+    fresh.last_checked_at = None;
+    fresh
 }
 
 fn gave_up(row: &IdenfyRow) -> Resolution {

@@ -20,6 +20,10 @@ pub struct Settings {
     /// How long a MongoDB recreation claim (and a creation intent) is held (default 60 s);
     /// longer than a token call can take.
     pub claim_ttl: Duration,
+    /// How long after a mint the write that records it (the persist of a recovery, the
+    /// intent of a creation) is retried on store errors, within the claim (default 15 s).
+    /// A claim must outlast a token call plus this.
+    pub persist_retry: Duration,
     /// First back-off after a failed mint (default 2 s); doubles per failure.
     pub backoff_base: Duration,
     /// Longest back-off (default 5 min).
@@ -49,6 +53,7 @@ impl Settings {
             max_mint_attempts: 30,
             lock_ttl: Duration::from_secs(30),
             claim_ttl: Duration::from_secs(60),
+            persist_retry: Duration::from_secs(15),
             backoff_base: Duration::from_secs(2),
             backoff_max: Duration::from_secs(300),
             pending_retry_after: Duration::from_secs(1),
@@ -57,6 +62,14 @@ impl Settings {
             redirect_base: redirect_base.into().trim_end_matches('/').to_owned(),
             webhook_key,
         }
+    }
+
+    /// The wait before retry `attempt` (1 = the first) of a store write that records a
+    /// paid token: 100 ms doubling, at most 2 s.
+    pub fn store_retry_backoff(attempt: u32) -> Duration {
+        Duration::from_millis(100)
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(5))
+            .min(Duration::from_secs(2))
     }
 
     /// Back-off after `failures` consecutive failed mints: base·2^(n−1), capped.

@@ -40,6 +40,12 @@ impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         *lock(&self.0)
     }
+
+    /// Advances the clock by `duration` and returns at once.
+    fn sleep(&self, duration: Duration) -> futures::future::BoxFuture<'static, ()> {
+        self.advance(duration);
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// Lifetime of a scripted token, like iDenfy's default `expiryTime`.

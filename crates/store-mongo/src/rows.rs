@@ -5,7 +5,7 @@ use futures::TryStreamExt;
 use idenfy_core::{
     AuthToken, Claim, Flow, IdenfyRow, Nonce, OrphanedMint, ParentId, Recreated, Recreation,
     RecreationLimits, RowId, RowStatus, RowStore, ScanRef, SigDigest, StatusUpdate, StoreError,
-    SupersededScanRef, Timestamp, VerificationStatus, Write,
+    SupersededScanRef, Timestamp, VerificationStatus, Write, reasons,
 };
 use mongodb::{
     Collection, Database,
@@ -294,10 +294,14 @@ impl RowStore for MongoRowStore {
         let mut filter = current(id, scan_ref)?;
         filter.insert("idenfyVerificationStatus", EXPIRED);
         not_final(&mut filter);
-        filter.insert("status", doc! { "$ne": RowStatus::Failed.as_str() });
         all_of(
             &mut filter,
             vec![
+                // Not given up by us; a row id-server failed on expiry recovers.
+                doc! { "$or": [
+                    { "status": { "$ne": RowStatus::Failed.as_str() } },
+                    { "verificationFailureReason": { "$ne": reasons::RECREATION_LIMIT } },
+                ] },
                 absent_or_below("recreationCount", limits.cap),
                 absent_or_below("mintAttempts", limits.max_attempts),
                 absent_or_before("recreation.claimedUntil", now),

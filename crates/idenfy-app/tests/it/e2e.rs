@@ -88,6 +88,7 @@ async fn start_apps(urls: &ServiceUrls, database: &str, sim: &SimHandle, ports: 
             .env("RECREATION_CAP", "1")
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env("INTERNAL_SERVICE_TOKEN", TOKEN)
+            .env("DATA_DIR", tmp.join(format!("{database}-app{i}-data")))
             .env("LOG_FORMAT", "text")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

@@ -354,3 +354,60 @@ async fn a_recovery_cut_off_by_the_deadline_still_persists_its_token() {
         "and nothing was minted again"
     );
 }
+
+/// iDenfy's status endpoint stops answering. With the production client (its whole retry
+/// budget fits in the request deadline), a due poll answers 200 with the cached view and its
+/// `lastCheckedAt`, never a 503 "Request timed out".
+#[tokio::test]
+async fn a_silent_status_endpoint_gives_the_cached_view_not_a_503() {
+    let sim = Sim::start(SimConfig::default()).await.expect("sim");
+    let cfg = sim.config();
+    let credentials = idenfy_app::config::Credentials {
+        api_key: Secret::new(cfg.api_key.clone()),
+        api_secret: Secret::new(cfg.api_secret.clone()),
+        webhook_key: idenfy_core::WebhookKey::new(cfg.webhook_signing_key.as_bytes()),
+    };
+    let client = idenfy_app::serve::client(
+        &sim.base_url(),
+        &credentials,
+        &idenfy_client::TokenOptions::default(),
+    )
+    .expect("client");
+    let template = memory_sessions(&sim, Environment::Live, Duration::from_millis(1)).expect("s");
+    let sessions = Sessions::new(
+        template.rows,
+        template.parents,
+        template.intents,
+        template.lock,
+        client,
+        template.clock,
+        template.settings,
+    );
+    // The production deadline.
+    let state = AppState::new(Arc::new(sessions), idenfy_app::metrics::handle())
+        .with_internal_token(Secret::new(TOKEN));
+    let base = serve(idenfy_app::router(state)).await;
+    let http = reqwest::Client::new();
+    let (code, body) = send(
+        http.post(format!("{base}/internal/sessions"))
+            .bearer_auth(TOKEN)
+            .json(&json!({ "sigDigest": USER, "flow": "gov-id" })),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    let created = crate::support::Created::from(&body);
+    let status = format!("{base}/idenfy-sessions/{}/status", created.row);
+    // One answered poll, so there is a `lastCheckedAt` to show.
+    let (code, body) = send(http.get(&status).header("X-Holo-User-Id", USER)).await;
+    assert_eq!(code, 200, "{body}");
+    let checked = body["lastCheckedAt"].clone();
+    assert!(checked.is_string(), "{body}");
+
+    sim.set_latency(idenfy_sim::Endpoint::Status, Duration::from_secs(60));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let (code, body) = send(http.get(&status).header("X-Holo-User-Id", USER)).await;
+    assert_eq!(code, 200, "the cached view, not a timeout: {body}");
+    assert_eq!(body["idenfyScanRef"], json!(created.scan_ref), "{body}");
+    assert_eq!(body["lastCheckedAt"], checked, "{body}");
+    assert!(body["idenfyAuthToken"].is_string(), "{body}");
+}

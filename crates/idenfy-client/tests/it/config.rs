@@ -17,7 +17,8 @@ fn defaults_match_the_documented_ones() {
         RetryPolicy {
             max_attempts: 3,
             base_delay: Duration::from_millis(200),
-            max_delay: Duration::from_secs(2)
+            max_delay: Duration::from_secs(2),
+            budget: Duration::from_secs(8),
         }
     );
     assert_eq!(cfg.token_options, Default::default());

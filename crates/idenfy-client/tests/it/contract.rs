@@ -22,6 +22,7 @@ fn sim_config(sim: &SimHandle) -> ClientConfig {
             max_attempts: 3,
             base_delay: Duration::from_millis(10),
             max_delay: Duration::from_millis(50),
+            budget: Duration::from_secs(8),
         },
         ..ClientConfig::new(
             sim.config().api_key.clone(),

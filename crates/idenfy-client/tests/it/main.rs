@@ -33,6 +33,7 @@ pub fn config(base_url: &str) -> ClientConfig {
             max_attempts: 3,
             base_delay: Duration::from_millis(10),
             max_delay: Duration::from_millis(50),
+            budget: Duration::from_secs(8),
         },
         ..ClientConfig::new(API_KEY, API_SECRET).with_base_url(base_url)
     }

@@ -242,3 +242,45 @@ async fn empty_scan_ref_is_rejected_without_a_request() {
     assert_eq!(status.kind, IdenfyErrorKind::InvalidRequest);
     assert_eq!(data.http_status, None);
 }
+
+/// A status call whose answers never come ends within its retry budget, however long the
+/// per-request timeout: the budget cuts the first attempt short and no retry starts after it.
+#[tokio::test]
+async fn a_silent_status_endpoint_spends_only_the_retry_budget() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v2/status"))
+        .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(30)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut config = crate::config(&server.uri());
+    config.request_timeout = std::time::Duration::from_secs(20);
+    config.retry.budget = std::time::Duration::from_millis(300);
+    let client = idenfy_client::IdenfyClient::new(config).expect("valid config");
+
+    let err = client.status(&scan_ref()).await.expect_err("no answer");
+
+    assert_eq!(err.kind, IdenfyErrorKind::Timeout);
+    assert!(err.message.contains("retry budget"), "{}", err.message);
+}
+
+/// Slow 503s: a retry starts only while the budget still has room for it, so a budget of
+/// little more than one attempt makes exactly one request.
+#[tokio::test]
+async fn no_retry_starts_that_the_budget_cannot_hold() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v2/status"))
+        .respond_with(ResponseTemplate::new(503).set_delay(std::time::Duration::from_millis(200)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut config = crate::config(&server.uri());
+    config.retry.budget = std::time::Duration::from_millis(600);
+    let client = idenfy_client::IdenfyClient::new(config).expect("valid config");
+
+    let err = client.status(&scan_ref()).await.expect_err("503");
+
+    assert_eq!(err.kind, IdenfyErrorKind::Server);
+}

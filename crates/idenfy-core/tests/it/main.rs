@@ -3,6 +3,7 @@
 mod concurrency;
 mod conformance;
 mod creation;
+mod money;
 mod scenarios;
 mod snapshots;
 mod support;

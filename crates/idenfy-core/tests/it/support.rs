@@ -8,7 +8,9 @@ use idenfy_core::{
     AuthToken, Environment, Flow, IdenfyRow, Parent, ParentId, ParentStatus, ParentStore, RowId,
     RowStatus, RowStore, ScanRef, Sessions, Settings, SigDigest, Timestamp, VerificationStatus,
     WebhookKey,
-    memory::{Delay, MemoryIntentStore, MemoryLock, MemoryParentStore, MemoryRowStore},
+    memory::{
+        Delay, MemoryIntentStore, MemoryJournal, MemoryLock, MemoryParentStore, MemoryRowStore,
+    },
     testing::{ManualClock, ScriptedIdenfy},
     webhook::{WebhookAck, WebhookError, WebhookRequest, sign},
 };
@@ -57,6 +59,8 @@ pub struct Harness {
     pub parents: MemoryParentStore,
     pub intents: MemoryIntentStore,
     pub lock: MemoryLock,
+    /// This service's mint journal (replicas have none).
+    pub journal: MemoryJournal,
 }
 
 impl Harness {
@@ -93,15 +97,19 @@ impl Harness {
             REDIRECT_BASE,
             WebhookKey::new(SIGNING_KEY),
         );
-        let sessions = Arc::new(Sessions::new(
-            rows.clone(),
-            parents.clone(),
-            intents.clone(),
-            lock.clone(),
-            idenfy.clone(),
-            clock.clone(),
-            settings,
-        ));
+        let journal = MemoryJournal::new();
+        let sessions = Arc::new(
+            Sessions::new(
+                rows.clone(),
+                parents.clone(),
+                intents.clone(),
+                lock.clone(),
+                idenfy.clone(),
+                clock.clone(),
+                settings,
+            )
+            .with_journal(Arc::new(journal.clone())),
+        );
         Self {
             sessions,
             clock,
@@ -110,6 +118,7 @@ impl Harness {
             parents,
             intents,
             lock,
+            journal,
         }
     }
 

@@ -675,3 +675,110 @@ async fn malformed_documents_are_corrupt_not_panics() {
 
     finish(stores).await;
 }
+
+/// A row id-server's own EXPIRED webhook wrote (`status: failed`, its reason, no
+/// `recreationCount`) is recovered like any expired row while its parent is IN_PROGRESS: one
+/// new token, `in_progress` again, count 1, the parent untouched. With the parent finished it
+/// stays a dead end (EXPIRED, nothing minted).
+#[tokio::test]
+async fn rows_id_server_expired_are_recovered_unless_the_parent_is_finished() {
+    use idenfy_core::{
+        Sessions, Settings, SigDigest, WebhookKey,
+        memory::MemoryLock,
+        testing::{ManualClock, ScriptedIdenfy},
+    };
+    let Some(stores) = stores(
+        "store-mongo id_server_fixture::rows_id_server_expired_are_recovered",
+        Environment::Live,
+    )
+    .await
+    else {
+        return;
+    };
+    let t0 = now() - TimeDelta::hours(2);
+    let clock = ManualClock::new(now());
+    let idenfy = ScriptedIdenfy::new().with_clock(clock.clone());
+    let sessions = Sessions::new(
+        stores.rows(),
+        stores.parents(),
+        stores.intents(),
+        MemoryLock::new(clock.clone()),
+        idenfy.clone(),
+        clock,
+        Settings::new(
+            Environment::Live,
+            "https://ivs.example",
+            WebhookKey::new(b"k".as_slice()),
+        ),
+    );
+    let caller = SigDigest::from_stored("0x5ig-digest-of-the-user");
+    let rows = stores.database().collection::<Document>("idenfysessions");
+    let parents = stores.database().collection::<Document>("sessions");
+    let expired_by_id_server = |row: ObjectId, parent: ObjectId, scan_ref: &str| {
+        let mut document = id_server_row(row, parent, scan_ref, t0);
+        document.insert("status", "failed");
+        document.insert("idenfyVerificationStatus", "EXPIRED");
+        document.insert("verificationFailureReason", "iDenfy: verification expired");
+        document
+    };
+
+    let (row_oid, parent_oid) = (ObjectId::new(), ObjectId::new());
+    rows.insert_one(expired_by_id_server(
+        row_oid,
+        parent_oid,
+        "scan-expired-by-id-server",
+    ))
+    .await
+    .expect("raw insert");
+    parents
+        .insert_one(id_server_gov_id_parent(parent_oid, row_oid))
+        .await
+        .expect("raw insert");
+    let resolution = sessions
+        .resolve(&row_oid.to_hex(), &caller)
+        .await
+        .expect("resolve");
+    let view = &resolution.view;
+    assert_eq!(
+        view.idenfy_verification_status, None,
+        "a fresh token: {view:?}"
+    );
+    let new_scan_ref = view.idenfy_scan_ref.as_ref().map(ScanRef::as_str);
+    assert!(
+        new_scan_ref.is_some_and(|scan_ref| scan_ref != "scan-expired-by-id-server"),
+        "{view:?}"
+    );
+    assert_eq!(view.recreation_count, 1);
+    assert_eq!(idenfy.mints_for(&parent_id(parent_oid)), 1);
+    let stored = raw(&stores, "idenfysessions", row_oid).await;
+    assert_eq!(stored.get_str("status").ok(), Some("in_progress"));
+    assert_eq!(
+        stored.get("someLegacyField").map(Bson::element_type),
+        Some(bson::spec::ElementType::EmbeddedDocument)
+    );
+    let parent = raw(&stores, "sessions", parent_oid).await;
+    assert_eq!(parent.get_str("status").ok(), Some("IN_PROGRESS"));
+
+    // The parent finished (refunded, or verified elsewhere): nothing to resume.
+    let (row_oid, parent_oid) = (ObjectId::new(), ObjectId::new());
+    rows.insert_one(expired_by_id_server(
+        row_oid,
+        parent_oid,
+        "scan-expired-finished",
+    ))
+    .await
+    .expect("raw insert");
+    let mut finished = id_server_gov_id_parent(parent_oid, row_oid);
+    finished.insert("status", "VERIFICATION_FAILED");
+    parents.insert_one(finished).await.expect("raw insert");
+    let resolution = sessions
+        .resolve(&row_oid.to_hex(), &caller)
+        .await
+        .expect("resolve");
+    assert_eq!(
+        resolution.view.idenfy_verification_status,
+        Some(VerificationStatus::Expired)
+    );
+    assert_eq!(idenfy.mints_for(&parent_id(parent_oid)), 0);
+    finish(stores).await;
+}
