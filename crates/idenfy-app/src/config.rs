@@ -123,6 +123,14 @@ pub struct ServeArgs {
     /// milliseconds; past that, the token goes to the journal in DATA_DIR.
     #[arg(long, env = "PERSIST_RETRY_MS", default_value_t = 15_000)]
     pub persist_retry_ms: u64,
+    /// How long to wait after a token call whose outcome is unknown (timeout, connection
+    /// lost after sending: a token may have been billed) before minting again, in ms.
+    #[arg(long, env = "UNKNOWN_MINT_BACKOFF_MS", default_value_t = 60_000)]
+    pub unknown_mint_backoff_ms: u64,
+    /// Unknown token-call outcomes a row (or creation key) may have before it gives up, its
+    /// parent failed: each may have billed one token we never saw.
+    #[arg(long, env = "MAX_UNKNOWN_MINT_OUTCOMES", default_value_t = 3)]
+    pub max_unknown_mint_outcomes: u32,
     /// Directory of the mint journal (paid tokens the store could not take in time, kept
     /// until it can). Created 0700 if missing.
     #[arg(long, env = "DATA_DIR", default_value = "idenfy-data")]
@@ -170,6 +178,8 @@ pub struct Tuning {
     pub lock_ttl: Duration,
     pub claim_ttl: Duration,
     pub persist_retry: Duration,
+    pub unknown_mint_backoff: Duration,
+    pub max_unknown_mint_outcomes: u32,
     pub poll_interval: Duration,
 }
 
@@ -317,10 +327,14 @@ impl ServeArgs {
             ("LOCK_TTL_MS", self.lock_ttl_ms),
             ("CLAIM_TTL_MS", self.claim_ttl_ms),
             ("PERSIST_RETRY_MS", self.persist_retry_ms),
+            ("UNKNOWN_MINT_BACKOFF_MS", self.unknown_mint_backoff_ms),
         ] {
             if value > MAX_DURATION_MS {
                 problems.push(format!("{name} must be at most {MAX_DURATION_MS} (a day)"));
             }
+        }
+        if self.max_unknown_mint_outcomes == 0 {
+            problems.push("MAX_UNKNOWN_MINT_OUTCOMES must be at least 1".to_owned());
         }
         if self.persist_retry_ms == 0 {
             problems.push("PERSIST_RETRY_MS must be greater than 0".to_owned());
@@ -394,6 +408,8 @@ impl ServeArgs {
                     lock_ttl: Duration::from_millis(self.lock_ttl_ms),
                     claim_ttl: Duration::from_millis(self.claim_ttl_ms),
                     persist_retry: Duration::from_millis(self.persist_retry_ms),
+                    unknown_mint_backoff: Duration::from_millis(self.unknown_mint_backoff_ms),
+                    max_unknown_mint_outcomes: self.max_unknown_mint_outcomes,
                     poll_interval: Duration::from_millis(self.poll_interval_ms),
                 },
                 listen_addr: self.listen_addr,

@@ -47,6 +47,8 @@ pub fn settings(
     settings.lock_ttl = tuning.lock_ttl;
     settings.claim_ttl = tuning.claim_ttl;
     settings.persist_retry = tuning.persist_retry;
+    settings.unknown_outcome_backoff = tuning.unknown_mint_backoff;
+    settings.max_unknown_mint_outcomes = tuning.max_unknown_mint_outcomes;
     settings.poll_interval = tuning.poll_interval;
     settings
 }

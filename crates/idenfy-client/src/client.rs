@@ -455,6 +455,7 @@ fn is_retryable(kind: IdenfyErrorKind) -> bool {
         IdenfyErrorKind::Server
             | IdenfyErrorKind::RateLimited
             | IdenfyErrorKind::Timeout
+            | IdenfyErrorKind::Connect
             | IdenfyErrorKind::Transport
     )
 }

@@ -69,10 +69,11 @@ pub(crate) fn from_response(
 
 /// An error for a request that got no usable HTTP answer.
 pub(crate) fn from_reqwest(err: reqwest::Error) -> IdenfyError {
-    let (kind, message) = if err.is_timeout() {
+    // A connect error first: a connect timeout also counts as a timeout, but nothing was sent.
+    let (kind, message) = if err.is_connect() {
+        (IdenfyErrorKind::Connect, "could not connect")
+    } else if err.is_timeout() {
         (IdenfyErrorKind::Timeout, "no answer in time")
-    } else if err.is_connect() {
-        (IdenfyErrorKind::Transport, "could not connect")
     } else if err.is_body() || err.is_decode() {
         (
             IdenfyErrorKind::Transport,

@@ -103,6 +103,8 @@ pub mod fixtures {
             claim_id: Nonce::random(),
             minted: None,
             created_at: at,
+            unknown_mint_outcomes: 0,
+            last_unknown_mint_at: None,
         }
     }
 
@@ -228,6 +230,8 @@ pub mod row_store {
         rich.last_polled_at = Some(now - secs(5));
         rich.last_checked_at = Some(now - secs(4));
         rich.mint_attempts = 5;
+        rich.unknown_mint_outcomes = 2;
+        rich.last_unknown_mint_at = Some(now - secs(3));
         rich.recreation = Recreation {
             claim: Some(fixtures::claim(now + secs(60))),
             next_attempt_at: Some(now + secs(2)),
@@ -986,6 +990,7 @@ pub mod row_store {
         let failure = MintFailure {
             last_error: "transient: server".into(),
             next_attempt_at: now + secs(2),
+            outcome_unknown: false,
         };
 
         let w = store
@@ -1032,6 +1037,7 @@ pub mod row_store {
         let failure = MintFailure {
             last_error: "money: 402".into(),
             next_attempt_at: now + secs(7),
+            outcome_unknown: false,
         };
         let w = store
             .release_claim(&row.id, &second.claim_id, &failure, now + secs(4))
@@ -1042,6 +1048,60 @@ pub mod row_store {
         assert_eq!(after.recreation.last_error.as_deref(), Some("money: 402"));
         assert_eq!(after.recreation.next_attempt_at, Some(now + secs(7)));
         assert_eq!(after.mint_attempts, row.mint_attempts + 2);
+        assert_eq!(
+            after.unknown_mint_outcomes, 0,
+            "known failures are not counted"
+        );
+        assert_eq!(after.last_unknown_mint_at, None);
+    }
+
+    /// A failure whose outcome is unknown is counted on the row (`mintUnknownOutcomes`, with
+    /// its time), and the count survives a successful recovery: it bounds the row's life.
+    pub async fn release_claim_counts_unknown_outcomes_for_good<S: RowStore>(store: &S) {
+        let now = fixtures::now();
+        let row = put(store, expired(now)).await;
+        for (n, at) in [(1, now + secs(1)), (2, now + secs(5))] {
+            let claim = fixtures::claim(at + secs(60));
+            let w = store
+                .claim_recreation(&row.id, &row.scan_ref, LIMITS, &claim, at)
+                .await;
+            assert_eq!(w.expect("claim"), Write::Applied);
+            let failure = MintFailure {
+                last_error: "timeout".into(),
+                next_attempt_at: at + secs(60),
+                outcome_unknown: true,
+            };
+            let w = store
+                .release_claim(&row.id, &claim.claim_id, &failure, at)
+                .await;
+            assert_eq!(w.expect("release"), Write::Applied);
+            let after = reload(store, &row.id).await;
+            assert_eq!(after.unknown_mint_outcomes, n);
+            assert_eq!(after.last_unknown_mint_at, Some(at));
+        }
+        let claim = fixtures::claim(now + secs(100));
+        let w = store
+            .claim_recreation(&row.id, &row.scan_ref, LIMITS, &claim, now + secs(70))
+            .await;
+        assert_eq!(w.expect("claim"), Write::Applied);
+        let recreated = Recreated {
+            token: fixtures::token(now + secs(71)),
+            old_minted_at: row.token_minted_at,
+            old_status: row.verification_status.clone(),
+        };
+        let w = store
+            .persist_recreation(
+                &row.id,
+                &row.scan_ref,
+                &claim.claim_id,
+                &recreated,
+                now + secs(72),
+            )
+            .await;
+        assert_eq!(w.expect("persist"), Write::Applied);
+        let after = reload(store, &row.id).await;
+        assert_eq!(after.unknown_mint_outcomes, 2, "kept across a recovery");
+        assert_eq!(after.last_unknown_mint_at, Some(now + secs(5)));
     }
 
     /// `persist_recreation` swaps in the new token and resets the session state, pushes the
@@ -1070,6 +1130,7 @@ pub mod row_store {
         let failure = MintFailure {
             last_error: "timeout".into(),
             next_attempt_at: now + secs(2),
+            outcome_unknown: false,
         };
         let w = store
             .release_claim(&row.id, &failed.claim_id, &failure, now)
@@ -1860,6 +1921,39 @@ pub mod intent_store {
         assert_eq!(w.expect("reclaim"), Write::NotMatched, "unknown key");
     }
 
+    /// `record_unknown_mint` (holder only) fails the intent until `retry_at` and counts the
+    /// unknown outcome with its time; a later reclaim keeps the count.
+    pub async fn record_unknown_mint_counts_and_defers<I: IntentStore>(store: &I) {
+        let now = fixtures::now();
+        let intent = put(store, fixtures::intent(now)).await;
+        let retry_at = now + secs(60);
+        let w = store
+            .record_unknown_mint(&intent.key, &Nonce::random(), retry_at, now)
+            .await;
+        assert_eq!(w.expect("record"), Write::NotMatched, "not the holder");
+        assert_eq!(reload(store, &intent.key).await, intent);
+        let w = store
+            .record_unknown_mint(&intent.key, &intent.claim_id, retry_at, now + secs(1))
+            .await;
+        assert_eq!(w.expect("record"), Write::Applied);
+        let expected = CreationIntent {
+            state: IntentState::Failed,
+            claimed_until: retry_at,
+            unknown_mint_outcomes: 1,
+            last_unknown_mint_at: Some(now + secs(1)),
+            ..intent.clone()
+        };
+        assert_eq!(reload(store, &intent.key).await, expected);
+        let claim = Nonce::random();
+        let w = store
+            .reclaim(&intent.key, &claim, retry_at + secs(60), retry_at + secs(1))
+            .await;
+        assert_eq!(w.expect("reclaim"), Write::Applied);
+        let after = reload(store, &intent.key).await;
+        assert_eq!(after.state, IntentState::Pending);
+        assert_eq!(after.unknown_mint_outcomes, 1, "the count is kept");
+    }
+
     /// `record_mint` saves the token only for the current claim holder.
     pub async fn record_mint_requires_the_claim<I: IntentStore>(store: &I) {
         let now = fixtures::now();
@@ -2175,6 +2269,7 @@ macro_rules! row_store_conformance {
                 claim_recreation_requires_an_expired_current_token,
                 claim_recreation_respects_the_cap_and_the_attempts,
                 claim_recreation_takes_a_row_id_server_failed_on_expiry,
+                release_claim_counts_unknown_outcomes_for_good,
                 claim_recreation_is_exclusive_while_the_claim_lives,
                 claim_recreation_admits_one_of_concurrent_claims,
                 release_claim_only_by_the_holder,
@@ -2224,6 +2319,7 @@ macro_rules! intent_store_conformance {
                 insert_rejects_a_duplicate_key,
                 reclaim_takes_over_failed_or_expired_intents,
                 record_mint_requires_the_claim,
+                record_unknown_mint_counts_and_defers,
                 finish_requires_the_claim,
             ]
         );

@@ -50,6 +50,13 @@ pub enum CreateError {
     /// A request with the same key is still running; retry after the given time.
     #[error("a request with this Idempotency-Key is in progress")]
     InProgress { retry_after_ms: u64 },
+    /// An earlier token call for this key has an unknown outcome (a token may have been
+    /// billed); no new one before the given time.
+    #[error("an earlier token call for this Idempotency-Key got no answer; retry later")]
+    BackingOff { retry_after_ms: u64 },
+    /// Too many token calls for this key had an unknown outcome: an operator must look.
+    #[error("{count} token calls for this Idempotency-Key got no answer; giving up")]
+    UnknownOutcomes { count: u32 },
     #[error("session not found")]
     ParentNotFound,
     #[error("session is not in progress")]
@@ -161,6 +168,8 @@ where
             claim_id: Nonce::random(),
             minted: None,
             created_at: now,
+            unknown_mint_outcomes: 0,
+            last_unknown_mint_at: None,
         }
     }
 
@@ -179,6 +188,24 @@ where
         };
         if !existing.sig_digest.matches(&intent.sig_digest) || existing.flow != intent.flow {
             return Err(CreateError::KeyMismatch);
+        }
+        // Token calls for this intent whose outcome is unknown: each may have billed a token
+        // we never saw, so wait before paying again, and stop at the bound.
+        if existing.state == IntentState::Failed && existing.unknown_mint_outcomes > 0 {
+            if existing.unknown_mint_outcomes >= self.settings.max_unknown_mint_outcomes {
+                return Err(CreateError::UnknownOutcomes {
+                    count: existing.unknown_mint_outcomes,
+                });
+            }
+            if existing.claimed_until > now {
+                return Err(CreateError::BackingOff {
+                    retry_after_ms: u64::try_from(
+                        (existing.claimed_until - now).num_milliseconds(),
+                    )
+                    .unwrap_or(1000)
+                    .max(1),
+                });
+            }
         }
         match existing.state {
             IntentState::Done => {
@@ -309,6 +336,18 @@ where
             Err(err) => {
                 metrics::counter!("idenfy_mint_failures_total", "class" => err.class().as_str())
                     .increment(1);
+                if err.kind.outcome_unknown() {
+                    metrics::counter!("idenfy_mint_unknown_outcomes_total", "cause" => "creation")
+                        .increment(1);
+                    warn!(session = %intent.parent_id, attempt = intent.unknown_mint_outcomes + 1, error = %err, "the outcome of a token call for a new session is unknown (a token may have been billed); its retries wait");
+                    let now = self.clock.now();
+                    let retry_at = now + chrono_duration(self.settings.unknown_outcome_backoff);
+                    let _ = self
+                        .intents
+                        .record_unknown_mint(&intent.key, &intent.claim_id, retry_at, now)
+                        .await?;
+                    return Err(err.into());
+                }
                 warn!(session = %intent.parent_id, error = %err, "minting a token for a new session failed; nothing was written");
                 let _ = self
                     .intents

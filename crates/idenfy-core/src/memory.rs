@@ -379,6 +379,10 @@ impl RowStore for MemoryRowStore {
                     row.recreation.last_error = Some(failure.last_error.clone());
                     row.recreation.next_attempt_at = Some(failure.next_attempt_at);
                     row.recreation.consecutive_failures += 1;
+                    if failure.outcome_unknown {
+                        row.unknown_mint_outcomes += 1;
+                        row.last_unknown_mint_at = Some(now);
+                    }
                     row.updated_at = Some(now);
                 },
             )
@@ -757,6 +761,27 @@ impl IntentStore for MemoryIntentStore {
                 key,
                 |intent| &intent.claim_id == claim_id,
                 |intent| intent.state = state,
+            )
+            .await)
+    }
+
+    async fn record_unknown_mint(
+        &self,
+        key: &str,
+        claim_id: &Nonce,
+        retry_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<Write, StoreError> {
+        Ok(self
+            .update(
+                key,
+                |intent| &intent.claim_id == claim_id,
+                |intent| {
+                    intent.state = IntentState::Failed;
+                    intent.claimed_until = retry_at;
+                    intent.unknown_mint_outcomes += 1;
+                    intent.last_unknown_mint_at = Some(now);
+                },
             )
             .await)
     }

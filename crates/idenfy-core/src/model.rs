@@ -36,6 +36,12 @@ pub struct IdenfyRow {
     pub last_checked_at: Option<Timestamp>,
     /// Every token call we started for this row, billed or not.
     pub mint_attempts: u32,
+    /// `mintUnknownOutcomes`: token calls of this row whose outcome is unknown (each may
+    /// have billed a token we never saw); at `Settings::max_unknown_mint_outcomes` the row
+    /// gives up. Never reset.
+    pub unknown_mint_outcomes: u32,
+    /// `lastMintUnknownAt`: when the last of those happened.
+    pub last_unknown_mint_at: Option<Timestamp>,
     pub recreation: Recreation,
     pub scan_ref_history: Vec<SupersededScanRef>,
     pub orphaned_mints: Vec<OrphanedMint>,
@@ -70,6 +76,8 @@ impl IdenfyRow {
             last_polled_at: None,
             last_checked_at: None,
             mint_attempts: 1,
+            unknown_mint_outcomes: 0,
+            last_unknown_mint_at: None,
             recreation: Recreation::default(),
             scan_ref_history: Vec::new(),
             orphaned_mints: Vec::new(),
@@ -184,6 +192,11 @@ pub struct CreationIntent {
     /// The token minted for it, saved before the row is written.
     pub minted: Option<MintedToken>,
     pub created_at: Timestamp,
+    /// `mintUnknownOutcomes`: token calls for it whose outcome is unknown (each may have
+    /// billed a token we never saw).
+    pub unknown_mint_outcomes: u32,
+    /// `lastMintUnknownAt`: when the last of those happened.
+    pub last_unknown_mint_at: Option<Timestamp>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -74,6 +74,9 @@ pub struct MintFailure {
     /// Short, secret-free description (error class and iDenfy identifier).
     pub last_error: String,
     pub next_attempt_at: Timestamp,
+    /// The token call's outcome is unknown (timeout, connection lost after sending): a token
+    /// may have been minted and billed. Counted on the row with its time.
+    pub outcome_unknown: bool,
 }
 
 /// Rows of one environment (`idenfysessions` / `sandboxidenfysessions`).
@@ -174,7 +177,8 @@ pub trait RowStore: Send + Sync + 'static {
 
     /// Releases a claim after a failed mint. Condition: `_id`, `recreation.claimId ==
     /// claim_id`. Unsets the claim, sets `recreation.lastError/nextAttemptAt` from
-    /// `failure`, increments `recreation.consecutiveFailures`.
+    /// `failure`, increments `recreation.consecutiveFailures`; when the failure's outcome is
+    /// unknown, also increments `mintUnknownOutcomes` and sets `lastMintUnknownAt = now`.
     fn release_claim(
         &self,
         id: &RowId,
@@ -320,6 +324,17 @@ pub trait IntentStore: Send + Sync + 'static {
         claim_id: &Nonce,
         state: crate::IntentState,
     ) -> impl Future<Output = Result<Write, StoreError>> + Send;
+
+    /// After a token call whose outcome is unknown: `Failed`, `claimedUntil = retry_at`
+    /// (the earliest next attempt), `mintUnknownOutcomes` incremented, `lastMintUnknownAt =
+    /// now`. Condition: `key`, `claimId == claim_id`.
+    fn record_unknown_mint(
+        &self,
+        key: &str,
+        claim_id: &Nonce,
+        retry_at: Timestamp,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Write, StoreError>> + Send;
 }
 
 /// Errors of the lock port.
@@ -379,9 +394,13 @@ pub enum IdenfyErrorKind {
     InvalidRequest,
     /// 5xx.
     Server,
-    /// No answer in time.
+    /// No answer in time: the request may have been processed (for a token call, minted
+    /// and billed).
     Timeout,
-    /// Connection failed.
+    /// The connection could not be made: the request never left, nothing happened.
+    Connect,
+    /// The connection broke after the request was sent (reset, unreadable body): the
+    /// request may have been processed.
     Transport,
     /// 2xx with a body we cannot use (missing fields, mismatched scanRef).
     UnexpectedPayload,
@@ -407,11 +426,20 @@ impl ErrorClass {
 }
 
 impl IdenfyErrorKind {
+    /// Whether a call that failed this way may still have taken effect at iDenfy: for a
+    /// token call, a token that may have been minted and billed although we never saw it.
+    pub fn outcome_unknown(self) -> bool {
+        matches!(self, Self::Timeout | Self::Transport)
+    }
+
     pub fn class(self) -> ErrorClass {
         match self {
-            Self::RateLimited | Self::Server | Self::Timeout | Self::Transport | Self::Conflict => {
-                ErrorClass::Transient
-            }
+            Self::RateLimited
+            | Self::Server
+            | Self::Timeout
+            | Self::Connect
+            | Self::Transport
+            | Self::Conflict => ErrorClass::Transient,
             Self::Money => ErrorClass::Money,
             Self::Unauthorized
             | Self::NotFound
@@ -430,6 +458,7 @@ impl IdenfyErrorKind {
             Self::InvalidRequest => "invalid_request",
             Self::Server => "server",
             Self::Timeout => "timeout",
+            Self::Connect => "connect",
             Self::Transport => "transport",
             Self::UnexpectedPayload => "unexpected_payload",
         }

@@ -329,6 +329,7 @@ where
         // 5b: cap (and the error budget) → give up for good, parent refundable (W19).
         if row.recreation_count >= self.settings.recreation_cap
             || row.mint_attempts >= self.settings.max_mint_attempts
+            || row.unknown_mint_outcomes >= self.settings.max_unknown_mint_outcomes
         {
             return self.give_up(&row).await;
         }
@@ -416,15 +417,25 @@ where
                 } else {
                     warn!(row = %row.id, error = %err, "minting a replacement token failed; backing off");
                 }
-                let delay = self
+                let outcome_unknown = err.kind.outcome_unknown();
+                let mut delay = self
                     .settings
                     .backoff(row.recreation.consecutive_failures + 1);
+                if outcome_unknown {
+                    // A token may have been minted and billed: wait long enough for a
+                    // webhook or a poll to show it before paying for another.
+                    delay = delay.max(self.settings.unknown_outcome_backoff);
+                    metrics::counter!("idenfy_mint_unknown_outcomes_total", "cause" => "recovery")
+                        .increment(1);
+                    warn!(row = %row.id, parent = %row.parent_id, attempt = row.mint_attempts + 1, unknown_outcomes = row.unknown_mint_outcomes + 1, "the outcome of a token call is unknown (a token may have been billed); backing off longer");
+                }
                 let failure = MintFailure {
                     last_error: match &err.identifier {
                         Some(id) => format!("{}: {id}", err.kind.as_str()),
                         None => err.kind.as_str().to_owned(),
                     },
                     next_attempt_at: self.clock.now() + chrono_duration(delay),
+                    outcome_unknown,
                 };
                 let _ = self
                     .rows

@@ -24,6 +24,12 @@ pub struct Settings {
     /// intent of a creation) is retried on store errors, within the claim (default 15 s).
     /// A claim must outlast a token call plus this.
     pub persist_retry: Duration,
+    /// Back-off after a token call whose outcome is unknown (default 60 s): long enough for
+    /// a webhook or a status poll to reveal a token iDenfy may have minted.
+    pub unknown_outcome_backoff: Duration,
+    /// Unknown token-call outcomes a row may have before it gives up, its parent failed
+    /// (default 3): each may have billed one token we never saw.
+    pub max_unknown_mint_outcomes: u32,
     /// First back-off after a failed mint (default 2 s); doubles per failure.
     pub backoff_base: Duration,
     /// Longest back-off (default 5 min).
@@ -54,6 +60,8 @@ impl Settings {
             lock_ttl: Duration::from_secs(30),
             claim_ttl: Duration::from_secs(60),
             persist_retry: Duration::from_secs(15),
+            unknown_outcome_backoff: Duration::from_secs(60),
+            max_unknown_mint_outcomes: 3,
             backoff_base: Duration::from_secs(2),
             backoff_max: Duration::from_secs(300),
             pending_retry_after: Duration::from_secs(1),

@@ -100,12 +100,25 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// [`Fault::Timeout`]'s answer: nothing for 30 s, then 504.
+async fn hang(inner: &Inner) -> Response {
+    inner.sleep(TIMEOUT_HANG).await;
+    ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        None,
+        "The upstream server did not answer in time.",
+    )
+    .into_response()
+}
+
 /// Counts the call, applies configured latency and the next scripted fault. `Some` is the
-/// answer that replaces the normal one.
+/// answer that replaces the normal one. `lost_answer_mint` performs the token call's work
+/// for [`Fault::AnswerLost`].
 async fn before_call(
     inner: &Inner,
     endpoint: Endpoint,
     scan_ref: Option<&str>,
+    lost_answer_mint: Option<&(dyn Fn() + Sync)>,
 ) -> Option<Response> {
     let (latency, fault) = {
         let mut state = inner.state();
@@ -139,17 +152,12 @@ async fn before_call(
             inner.sleep(d).await;
             None
         }
-        Fault::Timeout => {
-            inner.sleep(TIMEOUT_HANG).await;
-            Some(
-                ApiError::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    None,
-                    "The upstream server did not answer in time.",
-                )
-                .into_response(),
-            )
+        Fault::AnswerLost if endpoint == Endpoint::Token => {
+            // The token call goes through (and is billed) before the answer is lost.
+            let _ = lost_answer_mint.map(|mint| mint());
+            Some(hang(inner).await)
         }
+        Fault::Timeout | Fault::AnswerLost => Some(hang(inner).await),
         Fault::BadPayload => Some(
             (
                 StatusCode::OK,
@@ -275,7 +283,10 @@ fn random_token() -> String {
 }
 
 async fn token(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(answer) = before_call(&inner, Endpoint::Token, None).await {
+    let mint_anyway = || {
+        let _ = mint(&inner, &headers, &body);
+    };
+    if let Some(answer) = before_call(&inner, Endpoint::Token, None, Some(&mint_anyway)).await {
         return answer;
     }
     match mint(&inner, &headers, &body) {
@@ -420,7 +431,7 @@ fn scan_ref_of(body: &[u8]) -> Result<String, ApiError> {
 
 async fn status(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
     let peeked = peek_scan_ref(&body);
-    if let Some(answer) = before_call(&inner, Endpoint::Status, peeked.as_deref()).await {
+    if let Some(answer) = before_call(&inner, Endpoint::Status, peeked.as_deref(), None).await {
         return answer;
     }
     let result = check_auth(&inner, &headers)
@@ -446,7 +457,7 @@ async fn status(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes
 }
 
 async fn data(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(answer) = before_call(&inner, Endpoint::Data, None).await {
+    if let Some(answer) = before_call(&inner, Endpoint::Data, None, None).await {
         return answer;
     }
     let result = check_auth(&inner, &headers)

@@ -23,6 +23,9 @@ pub enum Fault {
     Conflict,
     /// Hang for 30 s, then 504, so that client timeouts trip. Shutdown cuts the hang short.
     Timeout,
+    /// Token calls only: mint (and bill) the token, then hang like [`Fault::Timeout`], so
+    /// the answer never reaches the client (an outcome it cannot know). Elsewhere, a timeout.
+    AnswerLost,
     /// Wait this long, then answer normally.
     Latency(Duration),
     /// 200 with a body that is not valid JSON.
@@ -46,7 +49,7 @@ pub enum Endpoint {
 
 /// JSON form of a fault on the admin API: `"server_error"`, `"payment_required"`,
 /// `"token_limit"`, `"too_many_requests"`, `"unauthorized"`, `"conflict"`, `"timeout"`,
-/// `"bad_payload"`, or `{"latency_ms": 250}`.
+/// `"answer_lost"`, `"bad_payload"`, or `{"latency_ms": 250}`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(untagged)]
 pub(crate) enum FaultSpec {
@@ -71,6 +74,8 @@ pub(crate) enum FaultKind {
     Conflict,
     #[serde(alias = "Timeout")]
     Timeout,
+    #[serde(alias = "AnswerLost", alias = "mint_then_hang")]
+    AnswerLost,
     #[serde(alias = "BadPayload")]
     BadPayload,
 }
@@ -87,6 +92,7 @@ impl From<FaultSpec> for Fault {
                 FaultKind::Unauthorized => Fault::Unauthorized,
                 FaultKind::Conflict => Fault::Conflict,
                 FaultKind::Timeout => Fault::Timeout,
+                FaultKind::AnswerLost => Fault::AnswerLost,
                 FaultKind::BadPayload => Fault::BadPayload,
             },
         }
@@ -125,7 +131,9 @@ impl Fault {
             ),
             // The reference documents the message but no identifier for this answer.
             Fault::Conflict => (StatusCode::CONFLICT, None, "Client ID already exists"),
-            Fault::Timeout | Fault::Latency(_) | Fault::BadPayload => return None,
+            Fault::Timeout | Fault::AnswerLost | Fault::Latency(_) | Fault::BadPayload => {
+                return None;
+            }
         };
         Some(answer)
     }

@@ -12,7 +12,7 @@ use mongodb::{
 
 use crate::{
     Collections, Exec,
-    codec::{Reader, date, object_id},
+    codec::{Reader, count, date, object_id},
     writes::{Writes, matched},
 };
 
@@ -96,6 +96,12 @@ impl IntentStore for MongoIntentStore {
         if let Some(minted) = &intent.minted {
             document.insert("minted", encode_minted(minted));
         }
+        if intent.unknown_mint_outcomes > 0 {
+            document.insert("mintUnknownOutcomes", count(intent.unknown_mint_outcomes));
+        }
+        if let Some(at) = intent.last_unknown_mint_at {
+            document.insert("lastMintUnknownAt", date(at));
+        }
         self.exec().run(self.intents.insert_one(document)).await?;
         Ok(())
     }
@@ -165,6 +171,28 @@ impl IntentStore for MongoIntentStore {
         )
         .await
     }
+
+    async fn record_unknown_mint(
+        &self,
+        key: &str,
+        claim_id: &Nonce,
+        retry_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<Write, StoreError> {
+        self.update(
+            key,
+            doc! { "_id": key, "claimId": claim_id.as_str() },
+            doc! {
+                "$set": {
+                    "state": state_str(IntentState::Failed),
+                    "claimedUntil": date(retry_at),
+                    "lastMintUnknownAt": date(now),
+                },
+                "$inc": { "mintUnknownOutcomes": 1 },
+            },
+        )
+        .await
+    }
 }
 
 fn decode_intent(document: &Document) -> Result<CreationIntent, StoreError> {
@@ -206,6 +234,8 @@ fn decode_intent(document: &Document) -> Result<CreationIntent, StoreError> {
         claim_id: Nonce::from_stored(r.str("claimId")?),
         minted,
         created_at: r.date("createdAt")?,
+        unknown_mint_outcomes: r.count("mintUnknownOutcomes")?,
+        last_unknown_mint_at: r.opt_date("lastMintUnknownAt")?,
         key,
     })
 }

@@ -333,17 +333,23 @@ impl RowStore for MongoRowStore {
             "_id": id_match(id.as_str(), "row id")?,
             "recreation.claimId": claim_id.as_str(),
         };
+        let mut set = doc! {
+            "recreation.lastError": failure.last_error.as_str(),
+            "recreation.nextAttemptAt": date(failure.next_attempt_at),
+            "updatedAt": date(now),
+        };
+        let mut inc = doc! { "recreation.consecutiveFailures": 1 };
+        if failure.outcome_unknown {
+            set.insert("lastMintUnknownAt", date(now));
+            inc.insert("mintUnknownOutcomes", 1);
+        }
         self.update(
             id,
             filter,
             doc! {
                 "$unset": { "recreation.claimId": "", "recreation.claimedUntil": "" },
-                "$set": {
-                    "recreation.lastError": failure.last_error.as_str(),
-                    "recreation.nextAttemptAt": date(failure.next_attempt_at),
-                    "updatedAt": date(now),
-                },
-                "$inc": { "recreation.consecutiveFailures": 1 },
+                "$set": set,
+                "$inc": inc,
             },
         )
         .await
@@ -534,12 +540,16 @@ pub(crate) fn encode_row(row: &IdenfyRow) -> Result<Document, StoreError> {
         ("lastPolledAt", row.last_polled_at),
         ("lastCheckedAt", row.last_checked_at),
         ("updatedAt", row.updated_at),
+        ("lastMintUnknownAt", row.last_unknown_mint_at),
     ] {
         if let Some(value) = value {
             document.insert(field, date(value));
         }
     }
     document.insert("mintAttempts", count(row.mint_attempts));
+    if row.unknown_mint_outcomes > 0 {
+        document.insert("mintUnknownOutcomes", count(row.unknown_mint_outcomes));
+    }
     let recreation = encode_recreation(&row.recreation);
     if !recreation.is_empty() {
         document.insert("recreation", recreation);
@@ -671,6 +681,8 @@ pub(crate) fn decode_row(document: &Document) -> Result<IdenfyRow, StoreError> {
         last_polled_at: r.opt_date("lastPolledAt")?,
         last_checked_at: r.opt_date("lastCheckedAt")?,
         mint_attempts: r.count("mintAttempts")?,
+        unknown_mint_outcomes: r.count("mintUnknownOutcomes")?,
+        last_unknown_mint_at: r.opt_date("lastMintUnknownAt")?,
         recreation,
         scan_ref_history,
         orphaned_mints,

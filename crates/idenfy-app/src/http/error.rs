@@ -135,6 +135,21 @@ impl From<CreateError> for ApiError {
                 "A request with this Idempotency-Key is in progress",
             )
             .with_retry_after(Duration::from_millis(retry_after_ms)),
+            CreateError::BackingOff { retry_after_ms } => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "iDenfy did not answer an earlier token call for this Idempotency-Key; retry later",
+            )
+            .with_retry_after(Duration::from_millis(retry_after_ms)),
+            CreateError::UnknownOutcomes { count } => {
+                tracing::error!(
+                    count,
+                    "creating a session: too many token calls without an answer; operator action needed"
+                );
+                Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "iDenfy did not answer token calls for this Idempotency-Key; giving up",
+                )
+            }
             CreateError::ParentNotFound => Self::not_found("Session not found"),
             CreateError::ParentNotInProgress => {
                 Self::new(StatusCode::CONFLICT, "Session is not in progress")

@@ -149,7 +149,7 @@ async fn non_json_error_bodies_are_tolerated_and_never_copied() {
 }
 
 #[tokio::test]
-async fn a_closed_port_is_a_transport_error() {
+async fn a_closed_port_is_a_connect_error_whose_outcome_is_known() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("address").port();
     drop(listener);
@@ -161,7 +161,8 @@ async fn a_closed_port_is_a_transport_error() {
         .await
         .expect_err("nothing listens");
 
-    assert_eq!(err.kind, IdenfyErrorKind::Transport);
+    assert_eq!(err.kind, IdenfyErrorKind::Connect);
+    assert!(!err.kind.outcome_unknown(), "nothing was sent");
     assert!(err.source.is_some(), "the reqwest error is kept");
 }
 

@@ -218,6 +218,8 @@ async fn a_retry_after_a_crash_uses_the_token_already_minted() {
         claim_id: Nonce::random(),
         minted: Some(token),
         created_at: now,
+        unknown_mint_outcomes: 0,
+        last_unknown_mint_at: None,
     };
     h.intents.insert(&intent).await.expect("stored");
     assert!(matches!(

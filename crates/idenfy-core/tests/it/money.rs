@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use idenfy_core::{
-    Clock, Flow, IntentState, IntentStore, RowStatus, ScanRef, StoreError,
+    Clock, Flow, IdenfyErrorKind, IntentState, IntentStore, ParentStatus, RowStatus, ScanRef,
+    StoreError,
     creation::{CreateError, CreateRequest},
     journal::MintJournal,
     resolver::Outcome,
@@ -248,4 +249,157 @@ async fn a_journaled_creation_token_is_replayed_into_its_intent() {
     );
     assert_eq!(h.idenfy.mint_calls(), 1);
     let _ = h.clock.now();
+}
+
+#[tokio::test]
+async fn a_token_call_with_an_unknown_outcome_is_recorded_and_backs_off_longer() {
+    let h = Harness::new();
+    let row = h.seed(Seed::expired()).await;
+    h.idenfy.push_mint_error(IdenfyErrorKind::Timeout);
+
+    let r = h
+        .sessions
+        .resolve(row.id.as_str(), &owner())
+        .await
+        .expect("resolves");
+    assert_eq!(
+        r.outcome,
+        Outcome::Pending,
+        "never EXPIRED while recovery is possible"
+    );
+    let stored = h.row(&row.id).await;
+    assert_eq!(stored.unknown_mint_outcomes, 1, "recorded on the row");
+    assert_eq!(stored.last_unknown_mint_at, Some(h.clock.now()));
+    let backoff = h.sessions.settings.unknown_outcome_backoff;
+    assert!(
+        r.view.retry_after_ms >= Some(u64::try_from(backoff.as_millis()).expect("ms")),
+        "{:?}",
+        r.view.retry_after_ms
+    );
+
+    // Within the long back-off nothing is minted, even though a normal failure's back-off
+    // (2 s) has passed.
+    h.clock.advance(Duration::from_secs(10));
+    let r = h
+        .sessions
+        .resolve(row.id.as_str(), &owner())
+        .await
+        .expect("resolves");
+    assert_eq!(r.outcome, Outcome::Pending);
+    assert_eq!(h.idenfy.mint_calls(), 1, "only the lost call");
+
+    h.clock.advance(backoff);
+    let r = h
+        .sessions
+        .resolve(row.id.as_str(), &owner())
+        .await
+        .expect("resolves");
+    assert_eq!(r.outcome, Outcome::Recovered);
+    assert_eq!(h.idenfy.mint_calls(), 2);
+}
+
+#[tokio::test]
+async fn a_connect_failure_is_a_known_outcome_with_the_normal_back_off() {
+    let h = Harness::new();
+    let row = h.seed(Seed::expired()).await;
+    h.idenfy.push_mint_error(IdenfyErrorKind::Connect);
+    let _ = h.sessions.resolve(row.id.as_str(), &owner()).await;
+    assert_eq!(h.row(&row.id).await.unknown_mint_outcomes, 0);
+    h.clock.advance(Duration::from_secs(3));
+    let r = h
+        .sessions
+        .resolve(row.id.as_str(), &owner())
+        .await
+        .expect("resolves");
+    assert_eq!(r.outcome, Outcome::Recovered);
+}
+
+#[tokio::test]
+async fn unknown_outcomes_are_bounded_per_row_then_it_gives_up_and_fails_the_parent() {
+    let h = Harness::new();
+    let row = h.seed(Seed::expired()).await;
+    let max = h.sessions.settings.max_unknown_mint_outcomes;
+    for _ in 0..max {
+        h.idenfy.push_mint_error(IdenfyErrorKind::Transport);
+        let r = h
+            .sessions
+            .resolve(row.id.as_str(), &owner())
+            .await
+            .expect("resolves");
+        assert_eq!(r.outcome, Outcome::Pending);
+        h.clock
+            .advance(h.sessions.settings.unknown_outcome_backoff + Duration::from_secs(1));
+    }
+    let r = h
+        .sessions
+        .resolve(row.id.as_str(), &owner())
+        .await
+        .expect("resolves");
+    assert_eq!(r.outcome, Outcome::GaveUp);
+    assert_eq!(
+        h.idenfy.mint_calls(),
+        u64::from(max),
+        "at most one possibly billed token per unknown outcome, and no more calls"
+    );
+    let stored = h.row(&row.id).await;
+    assert_eq!(stored.status, RowStatus::Failed);
+    assert_eq!(
+        h.parent(&stored).await.status,
+        ParentStatus::VerificationFailed
+    );
+}
+
+#[tokio::test]
+async fn a_creation_token_call_with_an_unknown_outcome_defers_its_retries_and_is_bounded() {
+    let h = Harness::new();
+    h.idenfy.push_mint_error(IdenfyErrorKind::Timeout);
+    let err = h
+        .sessions
+        .create_session(create("k-4"))
+        .await
+        .expect_err("no answer");
+    assert!(matches!(err, CreateError::Idenfy(_)), "{err:?}");
+    let intent = h
+        .intents
+        .get("create:k-4")
+        .await
+        .expect("read")
+        .expect("the intent exists");
+    assert_eq!(intent.unknown_mint_outcomes, 1, "recorded on the intent");
+    assert_eq!(intent.last_unknown_mint_at, Some(h.clock.now()));
+
+    // A retry soon after must not pay again.
+    h.clock.advance(Duration::from_secs(5));
+    let err = h
+        .sessions
+        .create_session(create("k-4"))
+        .await
+        .expect_err("backing off");
+    assert!(matches!(err, CreateError::BackingOff { .. }), "{err:?}");
+    assert_eq!(h.idenfy.mint_calls(), 1);
+
+    // After the back-off it mints; lost answers beyond the bound give up for good.
+    let max = h.sessions.settings.max_unknown_mint_outcomes;
+    for _ in 1..max {
+        h.clock
+            .advance(h.sessions.settings.unknown_outcome_backoff + Duration::from_secs(1));
+        h.idenfy.push_mint_error(IdenfyErrorKind::Timeout);
+        let _ = h.sessions.create_session(create("k-4")).await;
+    }
+    h.clock
+        .advance(h.sessions.settings.unknown_outcome_backoff + Duration::from_secs(1));
+    let err = h
+        .sessions
+        .create_session(create("k-4"))
+        .await
+        .expect_err("bounded");
+    assert!(
+        matches!(err, CreateError::UnknownOutcomes { count } if count == max),
+        "{err:?}"
+    );
+    assert_eq!(
+        h.idenfy.mint_calls(),
+        u64::from(max),
+        "one possibly billed token per unknown outcome"
+    );
 }

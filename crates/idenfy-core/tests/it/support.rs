@@ -169,6 +169,8 @@ impl Harness {
             last_polled_at: None,
             last_checked_at: None,
             mint_attempts: seed.recreation_count + 1,
+            unknown_mint_outcomes: 0,
+            last_unknown_mint_at: None,
             recreation: Default::default(),
             scan_ref_history: Vec::new(),
             orphaned_mints: Vec::new(),

@@ -177,3 +177,31 @@ async fn faults_from_the_admin_api_use_snake_case_names() {
     assert_eq!(body["identifier"], "PERMISSIONS_ERROR");
     sim.shutdown().await;
 }
+
+/// `AnswerLost` mints (and bills) the token, then hangs: the caller times out without ever
+/// seeing a token that exists — an outcome it cannot know.
+#[tokio::test]
+async fn answer_lost_mints_the_token_and_then_hangs() {
+    let sim = start(config()).await;
+    sim.script_token(vec![Fault::AnswerLost]);
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .expect("client");
+    let error = impatient
+        .post(format!("{}/api/v2/token", sim.base_url()))
+        .basic_auth("sim-api-key", Some("sim-api-secret"))
+        .json(&json!({ "clientId": "lost-answer" }))
+        .send()
+        .await
+        .expect_err("times out");
+    assert!(error.is_timeout(), "{error}");
+    let counters = sim.counters();
+    assert_eq!(counters.token_calls, 1);
+    assert_eq!(
+        counters.tokens_minted_by_client.get("lost-answer"),
+        Some(&1),
+        "billed although nobody saw it"
+    );
+    sim.shutdown().await;
+}

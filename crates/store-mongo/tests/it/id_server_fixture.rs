@@ -160,6 +160,8 @@ async fn id_server_documents_load() {
         last_polled_at: None,
         last_checked_at: None,
         mint_attempts: 0,
+        unknown_mint_outcomes: 0,
+        last_unknown_mint_at: None,
         recreation: Default::default(),
         scan_ref_history: Vec::new(),
         orphaned_mints: Vec::new(),

@@ -11,6 +11,7 @@
 
 mod conformance;
 mod id_server_fixture;
+mod money;
 mod operations;
 mod replicas;
 mod smoke;
