@@ -102,6 +102,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         lock_ttl: Duration::from_secs(30),
         claim_ttl: Duration::from_secs(60),
         backoff_base: Duration::from_secs(2),
+        unknown_mint_backoff: Duration::from_secs(3),
     };
     let binary = stack::build_app(settings.release).await?;
     let built = started.elapsed();

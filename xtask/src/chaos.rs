@@ -3,8 +3,9 @@
 //! figures; any FAIL makes the command fail.
 //!
 //! Scenarios: webhook storms, iDenfy token-call faults and the recreation cap, Valkey killed
-//! during a herd, Valkey restarted, the store stopped during polling, and an app SIGKILLed
-//! between mint and persist.
+//! during a herd, Valkey restarted, the store stopped during polling, an app SIGKILLed
+//! between mint and persist, the store paused (SIGSTOP) while a token call is answered, and
+//! token answers lost after iDenfy minted.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -152,6 +153,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         // under a minute. Full: the app's default.
         claim_ttl: Duration::from_secs(if args.quick { 25 } else { 60 }),
         backoff_base: Duration::from_secs(2),
+        unknown_mint_backoff: Duration::from_secs(3),
     };
     let binary = stack::build_app(settings.release).await?;
     let built = started.elapsed();
@@ -247,6 +249,11 @@ async fn scenarios(
         "app SIGKILLed between mint and persist",
         killed_mid_mint(stack)
     );
+    scenario!(
+        "store paused after a mint",
+        store_paused_after_a_mint(stack, services, sizes)
+    );
+    scenario!("iDenfy answer lost", answer_lost(stack, sizes));
     verdicts
 }
 
@@ -767,6 +774,292 @@ async fn store_stopped(
     Ok(v)
 }
 
+/// Expires `row`'s token at the sim and waits until its expiry webhook marked the row.
+async fn expire_and_wait_marked(stack: &Stack, row: &Created) -> anyhow::Result<()> {
+    stack.sim.expire_token(&row.scan_ref);
+    for _ in 0..100 {
+        if let Some(doc) = stack.row_doc(&row.row_id).await
+            && doc.get_str("idenfyVerificationStatus").ok() == Some("EXPIRED")
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("the row was not marked EXPIRED by the expiry webhook")
+}
+
+/// Tokens the sim minted (billed) for `parent` so far.
+fn billed(stack: &Stack, parent: &str) -> u64 {
+    stack
+        .sim
+        .counters()
+        .tokens_minted_by_client
+        .get(parent)
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Waits until `token_calls` passed `before`, then SIGSTOPs the store for `pause`: the token
+/// call is answered while nothing can be written.
+async fn pause_store_once_minting(
+    stack: &Stack,
+    services: &Services,
+    before: u64,
+    pause: Duration,
+) -> anyhow::Result<()> {
+    for _ in 0..400 {
+        if stack.sim.counters().token_calls > before {
+            services.pause_store(true)?;
+            tokio::time::sleep(pause).await;
+            services.pause_store(false)?;
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    bail!("no token call was made")
+}
+
+/// The store SIGSTOPped while a token call is in flight, so its answer arrives with nothing
+/// to write it to: the recovery's persist and the creation's intent write are retried until
+/// the store answers, and each paid token ends on its row, billed once.
+async fn store_paused_after_a_mint(
+    stack: &Stack,
+    services: &Services,
+    sizes: &Sizes,
+) -> anyhow::Result<Verdict> {
+    let mut v = Verdict::new("store paused after a mint");
+    // Longer than the app's 5 s store timeout, so the first write after the mint fails and
+    // only a retry can save the token; shorter than the 15 s of persist retries.
+    let pause = if sizes.quick {
+        Duration::from_secs(7)
+    } else {
+        Duration::from_secs(12)
+    };
+    v.figure(
+        "pause (SIGSTOP) from the token call's start",
+        format!("{} s", pause.as_secs()),
+    );
+    // The token call outlasts the moment the pause begins.
+    stack
+        .sim
+        .set_latency(Endpoint::Token, Duration::from_millis(1500));
+
+    // Recovery.
+    let row = stack
+        .create_many("chaos-pause", 1, 1)
+        .await?
+        .pop()
+        .context("no row")?;
+    let billed_before = billed(stack, &row.parent_id);
+    expire_and_wait_marked(stack, &row).await?;
+    let calls = stack.sim.counters().token_calls;
+    let (first, paused) = tokio::join!(
+        stack.poll(0, &row),
+        pause_store_once_minting(stack, services, calls, pause)
+    );
+    paused?;
+    v.figure("the poll that minted", first.http);
+    let mut recovered = None;
+    let mut expired_views = 0;
+    for i in 0..300 {
+        let p = stack.poll(i % stack.apps.len(), &row).await;
+        expired_views += u64::from(p.is_expired());
+        if p.http == 200 && p.token.is_some() && p.scan_ref.as_deref() != Some(&row.scan_ref) {
+            recovered = Some(p);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let doc = stack.row_doc(&row.row_id).await.context("row gone")?;
+    let orphans = doc.get_array("orphanedMints").map_or(0, Vec::len);
+    let recovery_billed = billed(stack, &row.parent_id) - billed_before;
+    v.check(
+        "recovery: tokens billed for the row",
+        recovery_billed,
+        recovery_billed == 1,
+        "1",
+    );
+    v.check(
+        "recovery: the row carries the paid token",
+        recovered.is_some(),
+        recovered.is_some(),
+        "true",
+    );
+    v.check("recovery: orphaned mints", orphans, orphans == 0, "0");
+    v.check(
+        "recovery: EXPIRED views",
+        expired_views,
+        expired_views == 0,
+        "0",
+    );
+
+    // Creation: the intent write after the token call meets the paused store.
+    let sig = dev_services::unique_name("chaos-pause-create");
+    let calls = stack.sim.counters().token_calls;
+    let minted_before = stack
+        .sim
+        .counters()
+        .tokens_minted_by_client
+        .values()
+        .sum::<u64>();
+    let create = async {
+        let mut answers = Vec::new();
+        for _ in 0..60 {
+            let (status, body) = stack.create_raw(0, &sig, "chaos-pause-key").await;
+            answers.push(status);
+            if status == 201 || status == 200 {
+                return (answers, Some(body));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        (answers, None)
+    };
+    let ((answers, created), paused) = tokio::join!(
+        create,
+        pause_store_once_minting(stack, services, calls, pause)
+    );
+    paused?;
+    stack.sim.set_latency(Endpoint::Token, Duration::ZERO);
+    v.figure("creation: answers until created", format!("{answers:?}"));
+    let creation_billed = stack
+        .sim
+        .counters()
+        .tokens_minted_by_client
+        .values()
+        .sum::<u64>()
+        - minted_before;
+    v.check(
+        "creation: tokens billed",
+        creation_billed,
+        creation_billed == 1,
+        "1",
+    );
+    let text = |key: &str, inner: Option<&str>| {
+        created.as_ref().and_then(|body| {
+            let value = match inner {
+                Some(inner) => &body[inner][key],
+                None => &body[key],
+            };
+            value.as_str().map(str::to_owned)
+        })
+    };
+    let carried = match (
+        text("idenfyScanRef", Some("idenfy")),
+        text("sessionId", None),
+        text("idenfySessionId", None),
+    ) {
+        (Some(scan_ref), Some(parent), Some(row_id)) => {
+            let stored = stack
+                .row_doc(&row_id)
+                .await
+                .and_then(|doc| doc.get_str("idenfyScanRef").ok().map(str::to_owned));
+            billed(stack, &parent) == 1 && stored.as_deref() == Some(scan_ref.as_str())
+        }
+        _ => false,
+    };
+    v.check(
+        "creation: the session carries the paid token",
+        carried,
+        carried,
+        "true",
+    );
+    Ok(v)
+}
+
+/// iDenfy mints, bills, and the answer never arrives (the client times out): the unknown
+/// outcome is recorded on the row, the next mint waits the longer back-off, and each row
+/// costs one extra token per lost answer, no more.
+async fn answer_lost(stack: &Stack, sizes: &Sizes) -> anyhow::Result<Verdict> {
+    let mut v = Verdict::new("iDenfy answer lost");
+    let rows = stack.create_many("chaos-lost", sizes.fault_rows, 4).await?;
+    let before: Vec<u64> = rows
+        .iter()
+        .map(|row| billed(stack, &row.parent_id))
+        .collect();
+    for row in &rows {
+        expire_and_wait_marked(stack, row).await?;
+    }
+    stack.sim.script_token(vec![Fault::AnswerLost; rows.len()]);
+    let started = Instant::now();
+    let mut recovered = vec![false; rows.len()];
+    let mut expired_views = 0u64;
+    let mut five_xx = 0u64;
+    // The client's 10 s timeout, the unknown-outcome back-off, then the recovery.
+    let deadline =
+        Duration::from_secs(10) + stack.settings.unknown_mint_backoff + Duration::from_secs(30);
+    while started.elapsed() < deadline && recovered.iter().any(|done| !done) {
+        let polls = futures::future::join_all(rows.iter().enumerate().map(|(k, row)| {
+            let done = recovered[k];
+            async move {
+                if done {
+                    None
+                } else {
+                    Some(stack.poll(k % stack.apps.len(), row).await)
+                }
+            }
+        }))
+        .await;
+        for (k, polled) in polls.into_iter().enumerate() {
+            let Some(p) = polled else { continue };
+            expired_views += u64::from(p.is_expired());
+            five_xx += u64::from(p.is_5xx());
+            if p.http == 200
+                && p.token.is_some()
+                && p.scan_ref.as_deref() != Some(&rows[k].scan_ref)
+            {
+                recovered[k] = true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let done = recovered.iter().filter(|done| **done).count();
+    v.check(
+        "rows recovered",
+        format!("{done}/{}", rows.len()),
+        done == rows.len(),
+        "all",
+    );
+    let mut billed_total = 0;
+    let mut unknown_total = 0;
+    let mut worst_excess = 0i64;
+    for (row, before) in rows.iter().zip(before) {
+        let billed_row = billed(stack, &row.parent_id) - before;
+        let unknown = stack
+            .row_doc(&row.row_id)
+            .await
+            .and_then(|doc| doc_int(&doc, "mintUnknownOutcomes"))
+            .unwrap_or(0);
+        billed_total += billed_row;
+        unknown_total += unknown;
+        worst_excess =
+            worst_excess.max(i64::try_from(billed_row).unwrap_or(i64::MAX) - 1 - unknown);
+    }
+    let n = rows.len().max(1) as f64;
+    v.figure(
+        "tokens billed per row",
+        format!("{:.2}", billed_total as f64 / n),
+    );
+    v.check(
+        "unknown outcomes recorded per row",
+        format!("{:.2}", unknown_total as f64 / n),
+        unknown_total == i64::try_from(rows.len()).unwrap_or(i64::MAX),
+        "1.00 (one lost answer each)",
+    );
+    v.check(
+        "billed beyond 1 + unknown outcomes, worst row",
+        worst_excess,
+        worst_excess <= 0,
+        "<= 0",
+    );
+    v.check("EXPIRED views", expired_views, expired_views == 0, "0");
+    v.check("5xx answers", five_xx, five_xx == 0, "0");
+    v.figure(
+        "until every row held a new token",
+        format!("{:.1}s", started.elapsed().as_secs_f64()),
+    );
+    Ok(v)
+}
+
 /// An app SIGKILLed while its mint is held by the sim: the claim outlives it, another
 /// replica recovers the row once the claim expires, and both attempts are in `mintAttempts`.
 async fn killed_mid_mint(stack: &Stack) -> anyhow::Result<Verdict> {
@@ -789,21 +1082,7 @@ async fn killed_mid_mint(stack: &Stack) -> anyhow::Result<Verdict> {
     stack
         .sim
         .set_latency(Endpoint::Token, Duration::from_secs(8));
-    stack.sim.expire_token(&row.scan_ref);
-    // Wait for the expiry webhook to mark the row.
-    let mut marked = false;
-    for _ in 0..100 {
-        if let Some(doc) = stack.row_doc(&row.row_id).await
-            && doc.get_str("idenfyVerificationStatus").ok() == Some("EXPIRED")
-        {
-            marked = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    if !marked {
-        bail!("the row was not marked EXPIRED by the expiry webhook");
-    }
+    expire_and_wait_marked(stack, &row).await?;
     let hanging = stack.poll(victim, &row);
     let kill = async {
         for _ in 0..200 {

@@ -135,6 +135,17 @@ impl Services {
         Ok(())
     }
 
+    /// SIGSTOPs (`pause`) or SIGCONTs the MongoDB-protocol server under test.
+    pub(crate) fn pause_store(&self, pause: bool) -> anyhow::Result<()> {
+        let control = MongoControl::from_state_file(&self.layout.state_file, self.mongo)?;
+        if pause {
+            control.pause()?;
+        } else {
+            control.resume()?;
+        }
+        Ok(())
+    }
+
     /// Starts a stopped local server again with its recorded command line (same port, same
     /// data) and waits until it answers.
     pub(crate) async fn start_server(&mut self, server: Server) -> anyhow::Result<()> {
@@ -188,13 +199,15 @@ pub(crate) struct AppSettings {
     /// Back-off base: the app's default (it has no setting for it), recorded here because
     /// the chaos figures depend on it.
     pub(crate) backoff_base: Duration,
+    /// `UNKNOWN_MINT_BACKOFF_MS`: the wait after a token call whose answer was lost.
+    pub(crate) unknown_mint_backoff: Duration,
 }
 
 impl AppSettings {
     pub(crate) fn describe(&self) -> String {
         format!(
             "{} replicas ({} build), poll interval {} ms, recreation cap {}, lock TTL {} ms, \
-             claim TTL {} ms, back-off base {} ms (app default)",
+             claim TTL {} ms, back-off base {} ms (app default), unknown-outcome back-off {} ms",
             self.replicas,
             if self.release { "release" } else { "debug" },
             self.poll_interval.as_millis(),
@@ -202,6 +215,7 @@ impl AppSettings {
             self.lock_ttl.as_millis(),
             self.claim_ttl.as_millis(),
             self.backoff_base.as_millis(),
+            self.unknown_mint_backoff.as_millis(),
         )
     }
 }
@@ -380,6 +394,10 @@ impl Stack {
             .env("RECREATION_CAP", s.recreation_cap.to_string())
             .env("LOCK_TTL_MS", s.lock_ttl.as_millis().to_string())
             .env("CLAIM_TTL_MS", s.claim_ttl.as_millis().to_string())
+            .env(
+                "UNKNOWN_MINT_BACKOFF_MS",
+                s.unknown_mint_backoff.as_millis().to_string(),
+            )
             .env("POLL_INTERVAL_MS", s.poll_interval.as_millis().to_string())
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env("INTERNAL_SERVICE_TOKEN", INTERNAL_TOKEN)
@@ -492,6 +510,26 @@ impl Stack {
             scan_ref: text(&view, "idenfyScanRef").context("no idenfy.idenfyScanRef")?,
             auth_token: text(&view, "idenfyAuthToken").context("no idenfy.idenfyAuthToken")?,
         })
+    }
+
+    /// One `POST /internal/sessions` with `key` as `Idempotency-Key`: status and JSON body
+    /// (status 0 when no answer came).
+    pub(crate) async fn create_raw(&self, app: usize, sig_digest: &str, key: &str) -> (u16, Value) {
+        let sent = self
+            .http
+            .post(format!("{}/internal/sessions", self.apps[app].base))
+            .bearer_auth(INTERNAL_TOKEN)
+            .header("Idempotency-Key", key)
+            .json(&serde_json::json!({ "sigDigest": sig_digest, "flow": "gov-id" }))
+            .send()
+            .await;
+        match sent {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (status, response.json().await.unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
     }
 
     /// Creates `count` sessions, `concurrency` at a time, round-robin over the apps.

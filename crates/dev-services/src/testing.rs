@@ -204,6 +204,17 @@ impl MongoControl {
     pub async fn start(&self) -> Result<()> {
         self.0.start().await
     }
+
+    /// SIGSTOP: the process stays, its sockets stay open, and nothing answers (a stalled
+    /// disk, a GC pause, a frozen VM) until [`MongoControl::resume`].
+    pub fn pause(&self) -> Result<()> {
+        self.0.signal(rustix::process::Signal::STOP)
+    }
+
+    /// SIGCONT after [`MongoControl::pause`].
+    pub fn resume(&self) -> Result<()> {
+        self.0.signal(rustix::process::Signal::CONT)
+    }
 }
 
 /// Which recorded server a control drives.
@@ -327,6 +338,22 @@ impl Control {
         };
         service.pid = Some(pid);
         state.save(&self.state_file)
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) -> Result<()> {
+        let mut state = self.load()?;
+        let pid = self
+            .server
+            .service(&mut state)?
+            .pid
+            .filter(|pid| is_alive(*pid))
+            .ok_or_else(|| Error::Setup(format!("{} is not running", self.server.program())))?;
+        let raw = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .ok_or_else(|| Error::Setup(format!("invalid pid {pid}")))?;
+        rustix::process::kill_process(raw, signal)
+            .map_err(|errno| Error::Setup(format!("signalling pid {pid}: {errno}")))
     }
 
     fn load(&self) -> Result<State> {

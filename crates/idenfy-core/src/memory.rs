@@ -123,7 +123,9 @@ impl MemoryRowStore {
     }
 
     /// Makes the next `times` calls of `operation` (`persist_recreation` or
-    /// `record_orphaned_mint`) fail `Unavailable`, as a store outage would (tests).
+    /// `record_orphaned_mint`) fail `Unavailable`, as a store outage would; with
+    /// `persist_recreation_answer`, the persist is applied and then reported `Unavailable`,
+    /// as when a timeout fires after the server took the write (tests).
     pub fn fail_next(&self, operation: &'static str, times: u32) {
         self.faults.set(operation, times);
     }
@@ -443,6 +445,9 @@ impl RowStore for MemoryRowStore {
         row.recreation_count += 1;
         row.recreation = Recreation::default();
         row.updated_at = Some(now);
+        drop(rows);
+        // A write that landed but whose answer was lost (the store's timeout fired).
+        self.faults.check("persist_recreation_answer")?;
         Ok(Write::Applied)
     }
 

@@ -477,6 +477,13 @@ where
                 Ok(self.current(&recovered(row, token), Outcome::Recovered))
             }
             Ok(_) => {
+                // A retried persist may miss because an earlier attempt that timed out was
+                // applied after all: then the row already carries this token.
+                let now_stored = self.reread(&row.id).await?;
+                if now_stored.scan_ref == token.scan_ref {
+                    info!(row = %row.id, old_scan_ref = %row.scan_ref, scan_ref = %token.scan_ref, "recovered an expired iDenfy session (an earlier persist attempt had landed)");
+                    return Ok(self.current(&now_stored, Outcome::Recovered));
+                }
                 warn!(row = %row.id, scan_ref = %token.scan_ref, "claim lost before persisting; recording the orphaned mint");
                 self.record_orphan(&row.id, &token.scan_ref, token.minted_at)
                     .await;
@@ -603,8 +610,15 @@ where
             .rows
             .persist_recreation(row_id, old_scan_ref, claim_id, &recreated, self.clock.now())
             .await?;
-        if write.applied() {
+        let landed = !write.applied()
+            && self
+                .rows
+                .get(row_id)
+                .await?
+                .is_some_and(|row| row.scan_ref == entry.scan_ref);
+        if write.applied() || landed {
             info!(row = %row_id, scan_ref = %entry.scan_ref, "attached a journaled replacement token to its row");
+            return Ok(Some(Write::Applied));
         } else {
             warn!(row = %row_id, scan_ref = %entry.scan_ref, "a journaled token's row moved on; recording it as an orphaned mint");
             metrics::counter!("idenfy_orphaned_mints_total").increment(1);

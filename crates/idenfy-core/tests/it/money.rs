@@ -403,3 +403,26 @@ async fn a_creation_token_call_with_an_unknown_outcome_defers_its_retries_and_is
         "one possibly billed token per unknown outcome"
     );
 }
+
+#[tokio::test]
+async fn a_persist_that_landed_although_its_answer_was_lost_is_not_an_orphan() {
+    let h = Harness::new();
+    let row = h.seed(Seed::expired()).await;
+    h.rows.fail_next("persist_recreation_answer", 1);
+
+    let r = h
+        .sessions
+        .resolve(row.id.as_str(), &owner())
+        .await
+        .expect("resolves");
+
+    assert_eq!(r.outcome, Outcome::Recovered);
+    assert_eq!(r.view.idenfy_scan_ref, Some(ScanRef::new("SCAN_NEW_1")));
+    let stored = h.row(&row.id).await;
+    assert!(
+        stored.orphaned_mints.is_empty(),
+        "{:?}",
+        stored.orphaned_mints
+    );
+    assert_eq!(h.idenfy.mint_calls(), 1);
+}
