@@ -1095,6 +1095,7 @@ async fn killed_mid_mint(stack: &Stack) -> anyhow::Result<Verdict> {
         false
     };
     let (hung, killed) = tokio::join!(hanging, kill);
+    let killed_at = Instant::now();
     stack.sim.set_latency(Endpoint::Token, Duration::ZERO);
     if !killed {
         bail!(
@@ -1157,6 +1158,17 @@ async fn killed_mid_mint(stack: &Stack) -> anyhow::Result<Verdict> {
     v.figure(
         "recovery after the claim",
         format!("{:.1}s", t.elapsed().as_secs_f64()),
+    );
+    let blackout = killed_at.elapsed();
+    let bound = stack.settings.claim_ttl + stack.settings.poll_interval;
+    v.check(
+        "kill → recovered by a peer",
+        format!("{:.1}s", blackout.as_secs_f64()),
+        recovered.is_some() && blackout <= bound,
+        &format!(
+            "<= CLAIM_TTL_MS + one poll interval = {:.0}s",
+            bound.as_secs_f64()
+        ),
     );
     let doc = stack.row_doc(&row.row_id).await.context("row gone")?;
     let attempts = doc_int(&doc, "mintAttempts").unwrap_or(0) - attempts_before;

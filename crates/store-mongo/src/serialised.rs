@@ -16,8 +16,9 @@
 //!   them at a time knocks on the server's mutex (contention between processes remains);
 //! - waiting for a held mutex polls it with reads and is bounded by the store's operation
 //!   timeout (then `Unavailable`, [`crate::Error::MutexTimeout`]);
-//! - a mutex left behind by a crashed or cancelled writer expires after a lease longer than
-//!   any operation may take, so a live holder is never broken;
+//! - a mutex left behind by a crashed or cancelled writer expires after a lease of twice the
+//!   operation timeout (plus a second): longer than any operation may take, on our side or
+//!   the server's, so a holder still inside its operation is never broken;
 //! - claims never wait: a document another writer is busy with reports "busy", which the
 //!   stores turn into `NotMatched`. This is the one place where a claim can lose without a
 //!   competing claim having won: a claim is a race, the busy writer is usually the peer that
@@ -164,9 +165,14 @@ impl Serialised {
         }
     }
 
-    /// Leases are longer than any operation may take, so a live holder is never broken.
+    /// Leases are longer than any operation may take, so a live holder is never broken:
+    /// the holder gives up on its write after one operation timeout, and the server may
+    /// still be applying it after that, so twice the timeout, plus a second.
     fn lease(&self) -> Duration {
-        self.exec.timeout.saturating_add(Duration::from_secs(1))
+        self.exec
+            .timeout
+            .saturating_mul(2)
+            .saturating_add(Duration::from_secs(1))
     }
 
     fn mutex_document(
