@@ -5,14 +5,22 @@
 use std::time::Duration;
 
 use idenfy_core::{
-    Clock, Flow, IdenfyErrorKind, IntentState, IntentStore, ParentStatus, RowStatus, ScanRef,
-    StoreError,
+    Clock, Flow, IdenfyErrorKind, IdenfyRow, IntentState, IntentStore, ParentStatus, RowStatus,
+    ScanRef, StoreError,
     creation::{CreateError, CreateRequest},
     journal::MintJournal,
-    resolver::Outcome,
+    resolver::{Outcome, Resolution},
 };
 
 use crate::support::{Harness, Seed, owner};
+
+/// A poll of `row` by its owner.
+async fn resolve(h: &Harness, row: &IdenfyRow) -> Resolution {
+    h.sessions
+        .resolve(row.id.as_str(), &owner())
+        .await
+        .expect("resolves")
+}
 
 fn create(key: &str) -> CreateRequest {
     CreateRequest {
@@ -81,11 +89,7 @@ async fn a_store_away_past_the_claim_journals_the_token_and_it_is_attached_when_
     assert_eq!(stored.scan_ref, ScanRef::new("SCAN_NEW_1"));
     assert_eq!(stored.status, RowStatus::InProgress);
     assert_eq!(stored.recreation_count, 1);
-    let r = h
-        .sessions
-        .resolve(row.id.as_str(), &owner())
-        .await
-        .expect("resolves");
+    let r = resolve(&h, &row).await;
     assert_eq!(
         r.view.idenfy_auth_token.as_ref().map(|t| t.expose()),
         Some("AUTH_NEW_1"),
@@ -104,11 +108,7 @@ async fn the_next_poll_of_this_process_attaches_a_journaled_token_instead_of_min
 
     h.rows.fail_next("persist_recreation", 0);
     h.clock.advance(Duration::from_secs(120));
-    let r = h
-        .sessions
-        .resolve(row.id.as_str(), &owner())
-        .await
-        .expect("resolves");
+    let r = resolve(&h, &row).await;
     assert_eq!(r.view.idenfy_scan_ref, Some(ScanRef::new("SCAN_NEW_1")));
     assert_eq!(h.idenfy.mint_calls(), 1, "one billed token");
     assert!(h.journal.pending().is_empty(), "settled");
@@ -257,11 +257,7 @@ async fn a_token_call_with_an_unknown_outcome_is_recorded_and_backs_off_longer()
     let row = h.seed(Seed::expired()).await;
     h.idenfy.push_mint_error(IdenfyErrorKind::Timeout);
 
-    let r = h
-        .sessions
-        .resolve(row.id.as_str(), &owner())
-        .await
-        .expect("resolves");
+    let r = resolve(&h, &row).await;
     assert_eq!(
         r.outcome,
         Outcome::Pending,
@@ -280,20 +276,12 @@ async fn a_token_call_with_an_unknown_outcome_is_recorded_and_backs_off_longer()
     // Within the long back-off nothing is minted, even though a normal failure's back-off
     // (2 s) has passed.
     h.clock.advance(Duration::from_secs(10));
-    let r = h
-        .sessions
-        .resolve(row.id.as_str(), &owner())
-        .await
-        .expect("resolves");
+    let r = resolve(&h, &row).await;
     assert_eq!(r.outcome, Outcome::Pending);
     assert_eq!(h.idenfy.mint_calls(), 1, "only the lost call");
 
     h.clock.advance(backoff);
-    let r = h
-        .sessions
-        .resolve(row.id.as_str(), &owner())
-        .await
-        .expect("resolves");
+    let r = resolve(&h, &row).await;
     assert_eq!(r.outcome, Outcome::Recovered);
     assert_eq!(h.idenfy.mint_calls(), 2);
 }
@@ -306,11 +294,7 @@ async fn a_connect_failure_is_a_known_outcome_with_the_normal_back_off() {
     let _ = h.sessions.resolve(row.id.as_str(), &owner()).await;
     assert_eq!(h.row(&row.id).await.unknown_mint_outcomes, 0);
     h.clock.advance(Duration::from_secs(3));
-    let r = h
-        .sessions
-        .resolve(row.id.as_str(), &owner())
-        .await
-        .expect("resolves");
+    let r = resolve(&h, &row).await;
     assert_eq!(r.outcome, Outcome::Recovered);
 }
 
@@ -321,20 +305,12 @@ async fn unknown_outcomes_are_bounded_per_row_then_it_gives_up_and_fails_the_par
     let max = h.sessions.settings.max_unknown_mint_outcomes;
     for _ in 0..max {
         h.idenfy.push_mint_error(IdenfyErrorKind::Transport);
-        let r = h
-            .sessions
-            .resolve(row.id.as_str(), &owner())
-            .await
-            .expect("resolves");
+        let r = resolve(&h, &row).await;
         assert_eq!(r.outcome, Outcome::Pending);
         h.clock
             .advance(h.sessions.settings.unknown_outcome_backoff + Duration::from_secs(1));
     }
-    let r = h
-        .sessions
-        .resolve(row.id.as_str(), &owner())
-        .await
-        .expect("resolves");
+    let r = resolve(&h, &row).await;
     assert_eq!(r.outcome, Outcome::GaveUp);
     assert_eq!(
         h.idenfy.mint_calls(),
@@ -410,11 +386,7 @@ async fn a_persist_that_landed_although_its_answer_was_lost_is_not_an_orphan() {
     let row = h.seed(Seed::expired()).await;
     h.rows.fail_next("persist_recreation_answer", 1);
 
-    let r = h
-        .sessions
-        .resolve(row.id.as_str(), &owner())
-        .await
-        .expect("resolves");
+    let r = resolve(&h, &row).await;
 
     assert_eq!(r.outcome, Outcome::Recovered);
     assert_eq!(r.view.idenfy_scan_ref, Some(ScanRef::new("SCAN_NEW_1")));
