@@ -253,6 +253,10 @@ async fn scenarios(
         "store paused after a mint",
         store_paused_after_a_mint(stack, services, sizes)
     );
+    scenario!(
+        "store away past the persist retries",
+        store_away_past_the_retries(stack, services)
+    );
     scenario!("iDenfy answer lost", answer_lost(stack, sizes));
     verdicts
 }
@@ -963,6 +967,76 @@ async fn store_paused_after_a_mint(
         carried,
         "true",
     );
+    Ok(v)
+}
+
+/// The store stays away past the persist retries after a mint: the paid token goes to the
+/// minting replica's journal (and its ERROR log), and is attached to the row when the store
+/// answers again, before the claim lapses, so nobody mints again.
+async fn store_away_past_the_retries(
+    stack: &Stack,
+    services: &Services,
+) -> anyhow::Result<Verdict> {
+    let mut v = Verdict::new("store away past the persist retries");
+    // Past the app's 15 s of persist retries, and short enough that the journal replay
+    // (every 5 s) attaches the token before the claim lapses.
+    let away = stack
+        .settings
+        .claim_ttl
+        .saturating_sub(Duration::from_secs(7))
+        .min(Duration::from_secs(25));
+    v.figure(
+        "pause (SIGSTOP) from the token call's start",
+        format!("{} s", away.as_secs()),
+    );
+    stack
+        .sim
+        .set_latency(Endpoint::Token, Duration::from_millis(500));
+    let row = stack
+        .create_many("chaos-away", 1, 1)
+        .await?
+        .pop()
+        .context("no row")?;
+    let billed_before = billed(stack, &row.parent_id);
+    expire_and_wait_marked(stack, &row).await?;
+    let calls = stack.sim.counters().token_calls;
+    let (first, paused) = tokio::join!(
+        stack.poll(0, &row),
+        pause_store_once_minting(stack, services, calls, away)
+    );
+    paused?;
+    stack.sim.set_latency(Endpoint::Token, Duration::ZERO);
+    v.figure("the poll that minted", first.http);
+    let journaled = stack.apps[0].log_contains("it is journaled");
+    v.check("the token was journaled", journaled, journaled, "true");
+    let mut recovered = None;
+    let mut expired_views = 0;
+    for i in 0..300 {
+        let p = stack.poll(i % stack.apps.len(), &row).await;
+        expired_views += u64::from(p.is_expired());
+        if p.http == 200 && p.token.is_some() && p.scan_ref.as_deref() != Some(&row.scan_ref) {
+            recovered = Some(p);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let doc = stack.row_doc(&row.row_id).await.context("row gone")?;
+    let orphans = doc.get_array("orphanedMints").map_or(0, Vec::len);
+    let billed_row = billed(stack, &row.parent_id) - billed_before;
+    v.check(
+        "tokens billed for the row",
+        billed_row,
+        billed_row == 1,
+        "1",
+    );
+    v.check(
+        "the row carries the journaled token",
+        recovered.is_some(),
+        recovered.is_some(),
+        "true",
+    );
+    v.check("orphaned mints", orphans, orphans == 0, "0");
+    v.check("EXPIRED views", expired_views, expired_views == 0, "0");
     Ok(v)
 }
 

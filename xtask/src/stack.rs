@@ -260,9 +260,16 @@ pub(crate) struct App {
     child: std::sync::Mutex<Option<tokio::process::Child>>,
     pub(crate) pid: u32,
     pub(crate) base: String,
+    /// Where the process writes its log.
+    pub(crate) log: PathBuf,
 }
 
 impl App {
+    /// Whether the app's log so far contains `text`.
+    pub(crate) fn log_contains(&self, text: &str) -> bool {
+        std::fs::read_to_string(&self.log).is_ok_and(|log| log.contains(text))
+    }
+
     /// Whether the process still runs.
     pub(crate) fn running(&self) -> bool {
         self.child
@@ -448,6 +455,7 @@ impl Stack {
             child: std::sync::Mutex::new(Some(child)),
             pid,
             base,
+            log: log.to_path_buf(),
         })
     }
 

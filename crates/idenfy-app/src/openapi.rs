@@ -106,8 +106,8 @@ pub fn document() -> Value {
                 "401": error_response("Missing or invalid service token"),
                 "409": error_response("A request with this Idempotency-Key is in progress (Retry-After)"),
                 "422": error_response("Idempotency-Key was already used for a different request"),
-                "502": error_response("iDenfy refused the request"),
-                "503": error_response("iDenfy or storage temporarily unavailable")
+                "502": error_response("iDenfy refused the request, or too many token calls for this Idempotency-Key got no answer"),
+                "503": error_response("iDenfy or storage temporarily unavailable, or an earlier token call for this Idempotency-Key got no answer (Retry-After)")
             }
         }}),
     );
