@@ -246,10 +246,6 @@ async fn scenarios(
         store_stopped(stack, services, sizes)
     );
     scenario!(
-        "app SIGKILLed between mint and persist",
-        killed_mid_mint(stack)
-    );
-    scenario!(
         "store paused after a mint",
         store_paused_after_a_mint(stack, services, sizes)
     );
@@ -258,6 +254,11 @@ async fn scenarios(
         store_away_past_the_retries(stack, services)
     );
     scenario!("iDenfy answer lost", answer_lost(stack, sizes));
+    // Last: it kills a replica for good.
+    scenario!(
+        "app SIGKILLed between mint and persist",
+        killed_mid_mint(stack)
+    );
     verdicts
 }
 
