@@ -980,7 +980,7 @@ async fn store_away_past_the_retries(
 ) -> anyhow::Result<Verdict> {
     let mut v = Verdict::new("store away past the persist retries");
     // Past the app's 15 s of persist retries, and short enough that the journal replay
-    // (every 5 s) attaches the token before the claim lapses.
+    // (every second) attaches the token well before the claim lapses.
     let away = stack
         .settings
         .claim_ttl

@@ -378,12 +378,18 @@ fn install_mongo_java_server(layout: &Layout) -> Result<PathBuf> {
     }
     // Online once for the dependencies and plugins, then a build that needs no network.
     run(Command::new(&mvn)
-        .args(["--batch-mode", "--quiet", "dependency:go-offline"])
+        .args([
+            "--batch-mode",
+            "--quiet",
+            "-Dstyle.color=never",
+            "dependency:go-offline",
+        ])
         .current_dir(&build))?;
     run(Command::new(&mvn)
         .args([
             "--batch-mode",
             "--quiet",
+            "-Dstyle.color=never",
             "--offline",
             "package",
             "dependency:copy-dependencies",

@@ -67,11 +67,13 @@ impl Clock for TokioClock {
     }
 }
 
-/// How often the mint journal is replayed while it holds entries.
-const JOURNAL_REPLAY_EVERY: Duration = Duration::from_secs(5);
+/// How often the mint journal is looked at; a replay runs only while it holds entries, and
+/// must attach a journaled token soon after the store answers again, before its claim
+/// lapses and another replica mints.
+const JOURNAL_REPLAY_EVERY: Duration = Duration::from_secs(1);
 
-/// Replays the journal of each environment now, then every few seconds while entries remain
-/// (the store came back), logging what it settled.
+/// Replays the journal of each environment now, then every second while entries remain
+/// (until the store takes them), logging what it settled.
 fn replay_journal(sessions: Vec<Arc<ProductionSessions>>, journal: Arc<FileJournal>) {
     tokio::spawn(async move {
         loop {

@@ -7,7 +7,7 @@
 //! directory), and is logged at ERROR with row, parent and scanRef, never the token.
 //!
 //! [`crate::Sessions::replay_journal`] settles the entries once the store answers again (the
-//! app calls it at start-up and every few seconds while entries remain): a recovery whose
+//! app calls it at start-up and every second while entries remain): a recovery whose
 //! claim nobody took over is attached to its row with the token the user can still use
 //! (the same conditional persist as before: old scanRef and the journaled claim id); one
 //! that was overtaken is recorded on the row as an orphaned mint. A creation's token is
