@@ -824,6 +824,72 @@ async fn pause_store_once_minting(
     bail!("no token call was made")
 }
 
+/// One recovery on app 0 whose token call meets a store SIGSTOPped for `pause`, then polls
+/// until the row shows a new token. Checks, named with `prefix`: one token billed, the row
+/// carries it, no orphan, no EXPIRED view.
+async fn recovery_under_pause(
+    stack: &Stack,
+    services: &Services,
+    v: &mut Verdict,
+    rows_prefix: &str,
+    prefix: &str,
+    pause: Duration,
+) -> anyhow::Result<()> {
+    let row = stack
+        .create_many(rows_prefix, 1, 1)
+        .await?
+        .pop()
+        .context("no row")?;
+    let billed_before = billed(stack, &row.parent_id);
+    expire_and_wait_marked(stack, &row).await?;
+    let calls = stack.sim.counters().token_calls;
+    let (first, paused) = tokio::join!(
+        stack.poll(0, &row),
+        pause_store_once_minting(stack, services, calls, pause)
+    );
+    paused?;
+    v.figure(&format!("{prefix}the poll that minted"), first.http);
+    let mut recovered = None;
+    let mut expired_views = 0;
+    for i in 0..300 {
+        let p = stack.poll(i % stack.apps.len(), &row).await;
+        expired_views += u64::from(p.is_expired());
+        if p.http == 200 && p.token.is_some() && p.scan_ref.as_deref() != Some(&row.scan_ref) {
+            recovered = Some(p);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let doc = stack.row_doc(&row.row_id).await.context("row gone")?;
+    let orphans = doc.get_array("orphanedMints").map_or(0, Vec::len);
+    let billed_row = billed(stack, &row.parent_id) - billed_before;
+    v.check(
+        &format!("{prefix}tokens billed for the row"),
+        billed_row,
+        billed_row == 1,
+        "1",
+    );
+    v.check(
+        &format!("{prefix}the row carries the paid token"),
+        recovered.is_some(),
+        recovered.is_some(),
+        "true",
+    );
+    v.check(
+        &format!("{prefix}orphaned mints"),
+        orphans,
+        orphans == 0,
+        "0",
+    );
+    v.check(
+        &format!("{prefix}EXPIRED views"),
+        expired_views,
+        expired_views == 0,
+        "0",
+    );
+    Ok(())
+}
+
 /// The store SIGSTOPped while a token call is in flight, so its answer arrives with nothing
 /// to write it to: the recovery's persist and the creation's intent write are retried until
 /// the store answers, and each paid token ends on its row, billed once.
@@ -850,53 +916,7 @@ async fn store_paused_after_a_mint(
         .set_latency(Endpoint::Token, Duration::from_millis(1500));
 
     // Recovery.
-    let row = stack
-        .create_many("chaos-pause", 1, 1)
-        .await?
-        .pop()
-        .context("no row")?;
-    let billed_before = billed(stack, &row.parent_id);
-    expire_and_wait_marked(stack, &row).await?;
-    let calls = stack.sim.counters().token_calls;
-    let (first, paused) = tokio::join!(
-        stack.poll(0, &row),
-        pause_store_once_minting(stack, services, calls, pause)
-    );
-    paused?;
-    v.figure("the poll that minted", first.http);
-    let mut recovered = None;
-    let mut expired_views = 0;
-    for i in 0..300 {
-        let p = stack.poll(i % stack.apps.len(), &row).await;
-        expired_views += u64::from(p.is_expired());
-        if p.http == 200 && p.token.is_some() && p.scan_ref.as_deref() != Some(&row.scan_ref) {
-            recovered = Some(p);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let doc = stack.row_doc(&row.row_id).await.context("row gone")?;
-    let orphans = doc.get_array("orphanedMints").map_or(0, Vec::len);
-    let recovery_billed = billed(stack, &row.parent_id) - billed_before;
-    v.check(
-        "recovery: tokens billed for the row",
-        recovery_billed,
-        recovery_billed == 1,
-        "1",
-    );
-    v.check(
-        "recovery: the row carries the paid token",
-        recovered.is_some(),
-        recovered.is_some(),
-        "true",
-    );
-    v.check("recovery: orphaned mints", orphans, orphans == 0, "0");
-    v.check(
-        "recovery: EXPIRED views",
-        expired_views,
-        expired_views == 0,
-        "0",
-    );
+    recovery_under_pause(stack, services, &mut v, "chaos-pause", "recovery: ", pause).await?;
 
     // Creation: the intent write after the token call meets the paused store.
     let sig = dev_services::unique_name("chaos-pause-create");
@@ -993,51 +1013,10 @@ async fn store_away_past_the_retries(
     stack
         .sim
         .set_latency(Endpoint::Token, Duration::from_millis(500));
-    let row = stack
-        .create_many("chaos-away", 1, 1)
-        .await?
-        .pop()
-        .context("no row")?;
-    let billed_before = billed(stack, &row.parent_id);
-    expire_and_wait_marked(stack, &row).await?;
-    let calls = stack.sim.counters().token_calls;
-    let (first, paused) = tokio::join!(
-        stack.poll(0, &row),
-        pause_store_once_minting(stack, services, calls, away)
-    );
-    paused?;
+    recovery_under_pause(stack, services, &mut v, "chaos-away", "", away).await?;
     stack.sim.set_latency(Endpoint::Token, Duration::ZERO);
-    v.figure("the poll that minted", first.http);
     let journaled = stack.apps[0].log_contains("it is journaled");
     v.check("the token was journaled", journaled, journaled, "true");
-    let mut recovered = None;
-    let mut expired_views = 0;
-    for i in 0..300 {
-        let p = stack.poll(i % stack.apps.len(), &row).await;
-        expired_views += u64::from(p.is_expired());
-        if p.http == 200 && p.token.is_some() && p.scan_ref.as_deref() != Some(&row.scan_ref) {
-            recovered = Some(p);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let doc = stack.row_doc(&row.row_id).await.context("row gone")?;
-    let orphans = doc.get_array("orphanedMints").map_or(0, Vec::len);
-    let billed_row = billed(stack, &row.parent_id) - billed_before;
-    v.check(
-        "tokens billed for the row",
-        billed_row,
-        billed_row == 1,
-        "1",
-    );
-    v.check(
-        "the row carries the journaled token",
-        recovered.is_some(),
-        recovered.is_some(),
-        "true",
-    );
-    v.check("orphaned mints", orphans, orphans == 0, "0");
-    v.check("EXPIRED views", expired_views, expired_views == 0, "0");
     Ok(v)
 }
 

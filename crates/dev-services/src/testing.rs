@@ -171,14 +171,6 @@ impl MongoControl {
         Control::new(state_file, Server::Mongo(server)).map(MongoControl)
     }
 
-    /// Which server this controls.
-    pub fn server(&self) -> MongoServer {
-        match self.0.server {
-            Server::Mongo(server) => server,
-            Server::Valkey => MongoServer::JavaServer,
-        }
-    }
-
     /// The MongoDB connection string (unchanged across stop and start).
     pub fn url(&self) -> &str {
         &self.0.url

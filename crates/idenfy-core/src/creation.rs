@@ -321,9 +321,7 @@ where
         if let Some(entry) = self.journaled_for_intent(&intent.key) {
             let token = entry.token();
             self.record_minted(intent, &token).await?;
-            if let Some(journal) = &self.journal {
-                let _ = journal.settle(&entry.id);
-            }
+            self.settle_journaled(&entry);
             info!(session = %intent.parent_id, scan_ref = %token.scan_ref, "used a journaled token for a retried creation");
             return Ok(token);
         }

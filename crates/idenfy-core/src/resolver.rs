@@ -12,7 +12,7 @@ use crate::{
     Claim, Clock, ErrorClass, IdenfyApi, IdenfyRow, IntentStore, MintFailure, MintedToken, Nonce,
     OrphanedMint, ParentId, ParentStatus, ParentStore, RecreateLock, Recreated, RecreationLimits,
     RowId, RowStore, ScanRef, SessionView, Sessions, SigDigest, StatusUpdate, StatusV2, StoreError,
-    Timestamp, VerificationStatus, Write,
+    Timestamp, VerificationStatus,
     journal::{JournaledMint, MintTarget, ReplayReport},
     reasons,
 };
@@ -342,12 +342,8 @@ where
         // A token this process minted for this very scanRef and could not persist: attach
         // it instead of paying for another.
         if let Some(entry) = self.journaled_for_row(&row) {
-            if let Some(journal) = &self.journal
-                && self.attach_journaled(&entry).await?.is_some()
-                && let Err(err) = journal.settle(&entry.id)
-            {
-                error!(row = %row.id, error = %err, "could not settle a journal entry; it will be replayed again (harmlessly)");
-            }
+            self.attach_journaled(&entry).await?;
+            self.settle_journaled(&entry);
             return self.reread_and_classify(&row.id, &row.scan_ref).await;
         }
         // 5d, second layer: the Valkey lock between processes. Like the first, it only
@@ -479,14 +475,17 @@ where
             Ok(_) => {
                 // A retried persist may miss because an earlier attempt that timed out was
                 // applied after all: then the row already carries this token.
-                let now_stored = self.reread(&row.id).await?;
-                if now_stored.scan_ref == token.scan_ref {
+                if let Some(landed) = self.carrying(&row.id, &token.scan_ref).await? {
                     info!(row = %row.id, old_scan_ref = %row.scan_ref, scan_ref = %token.scan_ref, "recovered an expired iDenfy session (an earlier persist attempt had landed)");
-                    return Ok(self.current(&now_stored, Outcome::Recovered));
+                    return Ok(self.current(&landed, Outcome::Recovered));
                 }
                 warn!(row = %row.id, scan_ref = %token.scan_ref, "claim lost before persisting; recording the orphaned mint");
-                self.record_orphan(&row.id, &token.scan_ref, token.minted_at)
-                    .await;
+                if let Err(err) = self
+                    .record_orphan(&row.id, &token.scan_ref, token.minted_at)
+                    .await
+                {
+                    error!(row = %row.id, scan_ref = %token.scan_ref, error = %err, "could not record an orphaned mint");
+                }
                 self.reread_and_classify(&row.id, &row.scan_ref).await
             }
             Err(err) => {
@@ -587,10 +586,24 @@ where
         })
     }
 
-    /// Attaches a journaled replacement token to its row (the persist it could not make),
-    /// or records it as an orphan when the row moved on. `Ok(None)` when the entry is not
-    /// a recovery of this environment.
-    async fn attach_journaled(&self, entry: &JournaledMint) -> Result<Option<Write>, StoreError> {
+    /// The row `id` as stored, when it already carries `scan_ref`: a write reported as
+    /// missed (or failed) may have landed after all.
+    async fn carrying(
+        &self,
+        id: &RowId,
+        scan_ref: &ScanRef,
+    ) -> Result<Option<IdenfyRow>, StoreError> {
+        Ok(self
+            .rows
+            .get(id)
+            .await?
+            .filter(|row| &row.scan_ref == scan_ref))
+    }
+
+    /// Writes a journaled token where it belongs: a recovery's onto its row (the persist it
+    /// could not make), a creation's into its intent. `Ok(false)` when the row or intent
+    /// moved on: the token is then an orphan, recorded as such.
+    async fn attach_journaled(&self, entry: &JournaledMint) -> Result<bool, StoreError> {
         let MintTarget::Recovery {
             row_id,
             old_scan_ref,
@@ -599,7 +612,7 @@ where
             ..
         } = &entry.target
         else {
-            return Ok(None);
+            return self.attach_journaled_creation(entry).await;
         };
         let recreated = Recreated {
             token: entry.token(),
@@ -610,25 +623,24 @@ where
             .rows
             .persist_recreation(row_id, old_scan_ref, claim_id, &recreated, self.clock.now())
             .await?;
-        let landed = !write.applied()
-            && self
-                .rows
-                .get(row_id)
-                .await?
-                .is_some_and(|row| row.scan_ref == entry.scan_ref);
-        if write.applied() || landed {
+        if write.applied() || self.carrying(row_id, &entry.scan_ref).await?.is_some() {
             info!(row = %row_id, scan_ref = %entry.scan_ref, "attached a journaled replacement token to its row");
-            return Ok(Some(Write::Applied));
-        } else {
-            warn!(row = %row_id, scan_ref = %entry.scan_ref, "a journaled token's row moved on; recording it as an orphaned mint");
-            metrics::counter!("idenfy_orphaned_mints_total").increment(1);
-            let orphan = OrphanedMint {
-                scan_ref: entry.scan_ref.clone(),
-                minted_at: entry.minted_at,
-            };
-            let _ = self.rows.record_orphaned_mint(row_id, &orphan).await?;
+            return Ok(true);
         }
-        Ok(Some(write))
+        warn!(row = %row_id, scan_ref = %entry.scan_ref, "a journaled token's row moved on; recording it as an orphaned mint");
+        self.record_orphan(row_id, &entry.scan_ref, entry.minted_at)
+            .await?;
+        Ok(false)
+    }
+
+    /// Forgets a journal entry that was attached or recorded as an orphan. A failure only
+    /// means it is replayed once more, which finds it settled.
+    pub(crate) fn settle_journaled(&self, entry: &JournaledMint) {
+        if let Some(journal) = &self.journal
+            && let Err(err) = journal.settle(&entry.id)
+        {
+            error!(scan_ref = %entry.scan_ref, error = %err, "could not settle a journal entry; it will be replayed again (harmlessly)");
+        }
     }
 
     /// Settles what the journal holds for this environment: recoveries are attached to their
@@ -643,23 +655,14 @@ where
             if entry.environment != self.settings.environment {
                 continue;
             }
-            let settled = match &entry.target {
-                MintTarget::Recovery { .. } => self
-                    .attach_journaled(&entry)
-                    .await
-                    .map(|w| w.is_some_and(|write| write.applied())),
-                MintTarget::Creation { .. } => self.attach_journaled_creation(&entry).await,
-            };
-            match settled {
+            match self.attach_journaled(&entry).await {
                 Ok(attached) => {
                     if attached {
                         report.attached += 1;
                     } else {
                         report.orphaned += 1;
                     }
-                    if let Err(err) = journal.settle(&entry.id) {
-                        error!(scan_ref = %entry.scan_ref, error = %err, "could not settle a journal entry; it will be replayed again (harmlessly)");
-                    }
+                    self.settle_journaled(&entry);
                 }
                 Err(err) => {
                     debug!(scan_ref = %entry.scan_ref, error = %err, "journal replay: the store still fails");
@@ -670,15 +673,21 @@ where
         report
     }
 
-    async fn record_orphan(&self, id: &RowId, scan_ref: &ScanRef, minted_at: Timestamp) {
+    async fn record_orphan(
+        &self,
+        id: &RowId,
+        scan_ref: &ScanRef,
+        minted_at: Timestamp,
+    ) -> Result<(), StoreError> {
         metrics::counter!("idenfy_orphaned_mints_total").increment(1);
         let orphan = OrphanedMint {
             scan_ref: scan_ref.clone(),
             minted_at,
         };
-        if let Err(err) = self.rows.record_orphaned_mint(id, &orphan).await {
-            error!(row = %id, scan_ref = %scan_ref, error = %err, "could not record an orphaned mint");
-        }
+        self.rows
+            .record_orphaned_mint(id, &orphan)
+            .await
+            .map(|_| ())
     }
 
     /// Step 5b: mark the row failed and the parent VERIFICATION_FAILED.

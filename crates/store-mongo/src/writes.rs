@@ -122,7 +122,8 @@ impl Writes {
                 } else {
                     "a server with atomic conditional updates"
                 };
-                tracing::info!(
+                // Debug: the app logs the mode in force once at start-up, for every setting.
+                tracing::debug!(
                     write_mode = mode.as_str(),
                     "MONGODB_WRITE_MODE=auto: {server} detected, conditional writes are {mode}"
                 );
