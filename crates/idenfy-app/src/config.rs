@@ -10,6 +10,8 @@ use idenfy_client::{DEFAULT_BASE_URL, DEFAULT_REQUEST_TIMEOUT, Secret, TokenOpti
 use idenfy_core::WebhookKey;
 use store_mongo::WriteModeSetting;
 
+use crate::http::admission::AdmissionLimits;
+
 /// Shortest accepted `INTERNAL_SERVICE_TOKEN`.
 pub const MIN_TOKEN_LEN: usize = 32;
 
@@ -138,6 +140,17 @@ pub struct ServeArgs {
     /// Minimum time between two iDenfy status calls for one row, in milliseconds.
     #[arg(long, env = "POLL_INTERVAL_MS", default_value_t = 15_000)]
     pub poll_interval_ms: u64,
+    /// MongoDB connections per server (the driver's pool); also sizes admission control.
+    #[arg(long, env = "MONGODB_MAX_POOL_SIZE", default_value_t = 10)]
+    pub mongodb_max_pool_size: u32,
+    /// Status polls in flight per replica before new ones are refused with 503 +
+    /// `Retry-After` (default: 4 × MONGODB_MAX_POOL_SIZE).
+    #[arg(long, env = "MAX_IN_FLIGHT_POLLS")]
+    pub max_in_flight_polls: Option<u32>,
+    /// Webhooks and internal creation calls in flight per replica before new ones are
+    /// refused (default: 2 × MONGODB_MAX_POOL_SIZE); a budget of their own.
+    #[arg(long, env = "MAX_IN_FLIGHT_PRIORITY")]
+    pub max_in_flight_priority: Option<u32>,
     /// Address to listen on.
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     pub listen_addr: SocketAddr,
@@ -189,6 +202,8 @@ pub struct ServeConfig {
     pub mongodb_uri: Secret,
     pub mongodb_database: String,
     pub mongodb_write_mode: WriteModeSetting,
+    pub mongodb_max_pool_size: u32,
+    pub admission: AdmissionLimits,
     pub valkey_url: Secret,
     pub live: Credentials,
     pub sandbox: Option<Credentials>,
@@ -231,7 +246,22 @@ pub fn database_from_uri(uri: &str) -> Option<String> {
     (!name.is_empty()).then(|| name.to_owned())
 }
 
+/// Largest `MONGODB_MAX_POOL_SIZE` accepted.
+const MAX_POOL_SIZE: u32 = 1_000;
+/// Largest in-flight budget accepted (per class and replica).
+const MAX_IN_FLIGHT: u32 = 100_000;
+
 impl ServeArgs {
+    /// The admission budgets: derived from the pool unless set.
+    fn admission_limits(&self) -> AdmissionLimits {
+        let derived = AdmissionLimits::for_pool(self.mongodb_max_pool_size);
+        let set = |value: Option<u32>| value.and_then(|v| usize::try_from(v).ok());
+        AdmissionLimits {
+            polls: set(self.max_in_flight_polls).unwrap_or(derived.polls),
+            priority: set(self.max_in_flight_priority).unwrap_or(derived.priority),
+        }
+    }
+
     /// Checks everything, reporting all problems at once.
     pub fn validate(&self) -> Result<ServeConfig, ConfigError> {
         let mut problems = Vec::new();
@@ -360,6 +390,19 @@ impl ServeArgs {
         if self.poll_interval_ms == 0 {
             problems.push("POLL_INTERVAL_MS must be greater than 0".to_owned());
         }
+        if !(1..=MAX_POOL_SIZE).contains(&self.mongodb_max_pool_size) {
+            problems.push(format!(
+                "MONGODB_MAX_POOL_SIZE must be between 1 and {MAX_POOL_SIZE}"
+            ));
+        }
+        for (name, value) in [
+            ("MAX_IN_FLIGHT_POLLS", self.max_in_flight_polls),
+            ("MAX_IN_FLIGHT_PRIORITY", self.max_in_flight_priority),
+        ] {
+            if value.is_some_and(|v| !(1..=MAX_IN_FLIGHT).contains(&v)) {
+                problems.push(format!("{name} must be between 1 and {MAX_IN_FLIGHT}"));
+            }
+        }
         if self
             .idenfy_theme
             .as_deref()
@@ -389,6 +432,8 @@ impl ServeArgs {
                 mongodb_uri,
                 mongodb_database,
                 mongodb_write_mode: self.mongodb_write_mode,
+                mongodb_max_pool_size: self.mongodb_max_pool_size,
+                admission: self.admission_limits(),
                 valkey_url,
                 live: Credentials {
                     api_key,

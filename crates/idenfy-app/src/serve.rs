@@ -152,6 +152,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         Environment::Live,
         MongoOptions {
             write_mode: config.mongodb_write_mode,
+            max_pool_size: Some(config.mongodb_max_pool_size),
             ..MongoOptions::default()
         },
     )
@@ -241,7 +242,14 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         .with_journal(journal.clone()),
     );
     let mut environments = vec![Arc::clone(&live)];
+    tracing::info!(
+        polls = config.admission.polls,
+        priority = config.admission.priority,
+        pool = config.mongodb_max_pool_size,
+        "admission control: requests in flight per class before shedding"
+    );
     let mut state = AppState::new(live, metrics)
+        .with_admission(config.admission)
         .with_internal_token(config.internal_token.clone())
         .with_health(Arc::new(Probe {
             stores: stores.clone(),

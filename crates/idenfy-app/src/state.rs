@@ -9,6 +9,8 @@ use idenfy_core::{
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::http::admission::{Admission, AdmissionLimits};
+
 /// One environment's [`Sessions`], whatever its six port types are. The router is generic
 /// over this trait, so `serve` (MongoDB, Valkey, iDenfy), `dev` and the tests (in memory,
 /// idenfy-sim) share every line of HTTP code.
@@ -107,6 +109,8 @@ pub struct AppState<S> {
     pub health: Arc<dyn HealthProbe>,
     pub metrics: PrometheusHandle,
     pub timeouts: Timeouts,
+    /// The in-flight budgets of this replica.
+    pub admission: Arc<Admission>,
 }
 
 impl<S> AppState<S> {
@@ -118,7 +122,13 @@ impl<S> AppState<S> {
             health: Arc::new(AlwaysUp),
             metrics,
             timeouts: Timeouts::default(),
+            admission: Arc::new(Admission::new(AdmissionLimits::default())),
         }
+    }
+
+    pub fn with_admission(mut self, limits: AdmissionLimits) -> Self {
+        self.admission = Arc::new(Admission::new(limits));
+        self
     }
 
     pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {

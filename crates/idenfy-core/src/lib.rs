@@ -10,6 +10,7 @@
 pub mod creation;
 pub mod ids;
 mod inflight;
+pub mod interest;
 pub mod journal;
 pub mod memory;
 pub mod model;
@@ -24,6 +25,7 @@ pub mod webhook;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use interest::Interest;
 pub use ids::{AuthToken, InvalidId, Nonce, ParentId, RowId, ScanRef, SigDigest};
 pub use model::{
     Claim, CreationIntent, IdenfyRow, IntentState, MintedToken, OrphanedMint, Parent, Recreation,

@@ -13,9 +13,16 @@ use crate::{
     OrphanedMint, ParentId, ParentStatus, ParentStore, RecreateLock, Recreated, RecreationLimits,
     RowId, RowStore, ScanRef, SessionView, Sessions, SigDigest, StatusUpdate, StatusV2, StoreError,
     Timestamp, VerificationStatus,
+    interest::Interest,
     journal::{JournaledMint, MintTarget, ReplayReport},
     reasons,
 };
+
+/// How long a poll that found a peer asking iDenfy about its row waits for that answer
+/// (measured from the peer's claim).
+pub const PEER_POLL_WAIT: Duration = Duration::from_secs(1);
+/// The first pause between re-reads while waiting for a peer's poll; it doubles.
+const PEER_POLL_FIRST_PAUSE: Duration = Duration::from_millis(50);
 
 /// Why a resolution failed. Every business outcome is a view; only these are errors.
 #[derive(Debug, thiserror::Error)]
@@ -86,13 +93,25 @@ where
         raw_row_id: &str,
         caller: &SigDigest,
     ) -> Result<Resolution, ResolveError> {
+        self.resolve_with(raw_row_id, caller, &Interest::new())
+            .await
+    }
+
+    /// [`Self::resolve`], committing to `interest` before its first write: run it with
+    /// [`Interest::run`] so that it stops when its caller leaves before that.
+    pub async fn resolve_with(
+        &self,
+        raw_row_id: &str,
+        caller: &SigDigest,
+        interest: &Interest,
+    ) -> Result<Resolution, ResolveError> {
         // Step 1: owner check; every miss looks the same.
         let id = RowId::parse(raw_row_id).map_err(|_| ResolveError::NotFound)?;
         let row = self.rows.get(&id).await?.ok_or(ResolveError::NotFound)?;
         if !row.sig_digest.matches(caller) {
             return Err(ResolveError::NotFound);
         }
-        Ok(self.resolve_counted(row).await?)
+        Ok(self.resolve_counted(row, interest).await?)
     }
 
     /// `GET /session-status/v2?sid=`: the same resolver, keyed by the parent.
@@ -100,6 +119,17 @@ where
         &self,
         raw_parent_id: &str,
         caller: &SigDigest,
+    ) -> Result<StatusV2, ResolveError> {
+        self.status_v2_with(raw_parent_id, caller, &Interest::new())
+            .await
+    }
+
+    /// [`Self::status_v2`] under `interest`, like [`Self::resolve_with`].
+    pub async fn status_v2_with(
+        &self,
+        raw_parent_id: &str,
+        caller: &SigDigest,
+        interest: &Interest,
     ) -> Result<StatusV2, ResolveError> {
         let id = ParentId::parse(raw_parent_id).map_err(|_| ResolveError::NotFound)?;
         let parent = self
@@ -123,13 +153,17 @@ where
         if !row.sig_digest.matches(caller) {
             return Err(ResolveError::NotFound);
         }
-        let resolution = self.resolve_counted(row).await?;
+        let resolution = self.resolve_counted(row, interest).await?;
         Ok(StatusV2::from_view(id, Some(&resolution.view)))
     }
 
     /// [`Self::resolve_row`], counted by outcome.
-    async fn resolve_counted(&self, row: IdenfyRow) -> Result<Resolution, StoreError> {
-        let resolution = self.resolve_row(row).await?;
+    async fn resolve_counted(
+        &self,
+        row: IdenfyRow,
+        interest: &Interest,
+    ) -> Result<Resolution, StoreError> {
+        let resolution = self.resolve_row_with(row, interest).await?;
         metrics::counter!("idenfy_resolutions_total", "outcome" => resolution.outcome.as_str())
             .increment(1);
         Ok(resolution)
@@ -147,6 +181,15 @@ where
 
     /// Steps 2–5 for a row the caller owns.
     pub async fn resolve_row(&self, row: IdenfyRow) -> Result<Resolution, StoreError> {
+        self.resolve_row_with(row, &Interest::new()).await
+    }
+
+    /// [`Self::resolve_row`] under `interest`, like [`Self::resolve_with`].
+    pub async fn resolve_row_with(
+        &self,
+        row: IdenfyRow,
+        interest: &Interest,
+    ) -> Result<Resolution, StoreError> {
         // Step 2: a final decision is cached for good.
         if row.final_decision().is_some() {
             return Ok(self.current(&row, Outcome::Final));
@@ -155,6 +198,7 @@ where
             // Re-assert the parent failure: a crash between the two writes must not leave
             // the parent IN_PROGRESS (and so unrefundable) forever.
             if row.failure_reason.as_deref() == Some(reasons::RECREATION_LIMIT) {
+                interest.commit();
                 let _ = self
                     .parents
                     .fail(row.flow, &row.parent_id, reasons::RECREATION_LIMIT)
@@ -164,33 +208,75 @@ where
         }
         // Step 3: a known expiry goes straight to recovery.
         if row.is_expired() {
-            return self.recover(row).await;
+            return self.recover(row, interest).await;
         }
         // Step 4: reconcile, do not poll.
         let now = self.clock.now();
         let due_before = self.poll_due_before(&row, now);
         if row.last_polled_at.is_none_or(|t| t < due_before) {
+            // The claim is a write: from here the poll finishes even if its caller leaves,
+            // so that peers waiting for its answer get one.
+            interest.commit();
             if self
                 .rows
                 .claim_poll(&row.id, &row.scan_ref, due_before, now)
                 .await?
                 .applied()
             {
-                return self.poll(row).await;
+                return self.poll(row, interest).await;
             }
             // A peer is polling, or the row moved on since our read: trust the store, not
             // the snapshot.
             debug!(row = %row.id, "status poll claimed by a peer");
             let fresh = self.reread(&row.id).await?;
-            if fresh.scan_ref != row.scan_ref
-                || fresh.is_expired()
-                || fresh.final_decision().is_some()
-            {
-                return self.settle(fresh, &row.scan_ref).await;
-            }
-            return Ok(self.cached_or_pending(&fresh, now));
+            return self.after_peer_poll(fresh, &row.scan_ref, interest).await;
+        }
+        if self.peer_poll_in_flight(&row, now).is_some() {
+            return self
+                .after_peer_poll(row.clone(), &row.scan_ref, interest)
+                .await;
         }
         Ok(self.cached_or_pending(&row, now))
+    }
+
+    /// When a peer claimed the row's status poll less than [`PEER_POLL_WAIT`] ago and its
+    /// answer has not landed yet: the time until which it is worth waiting for it.
+    fn peer_poll_in_flight(&self, row: &IdenfyRow, now: Timestamp) -> Option<Timestamp> {
+        let claimed = row.last_polled_at?;
+        if row
+            .last_checked_at
+            .is_some_and(|checked| checked >= claimed)
+        {
+            return None;
+        }
+        let until = claimed + chrono_duration(PEER_POLL_WAIT);
+        (until > now).then_some(until)
+    }
+
+    /// A peer is asking iDenfy about this row (or just did): wait, re-reading with short
+    /// pauses, until its answer lands or [`PEER_POLL_WAIT`] after its claim, then show the
+    /// row as it is. The stored token is what the peer may be about to find expired, so it
+    /// is not handed out before the peer's answer unless that is late.
+    async fn after_peer_poll(
+        &self,
+        mut row: IdenfyRow,
+        polled: &ScanRef,
+        interest: &Interest,
+    ) -> Result<Resolution, StoreError> {
+        let mut pause = PEER_POLL_FIRST_PAUSE;
+        loop {
+            if row.scan_ref != *polled || row.is_expired() || row.final_decision().is_some() {
+                return self.settle(row, polled, interest).await;
+            }
+            let now = self.clock.now();
+            let Some(until) = self.peer_poll_in_flight(&row, now) else {
+                return Ok(self.cached_or_pending(&row, now));
+            };
+            metrics::counter!("idenfy_peer_poll_waits_total").increment(1);
+            self.clock.sleep(pause.min(to_std(until - now))).await;
+            pause = pause.saturating_mul(2);
+            row = self.reread(&row.id).await?;
+        }
     }
 
     /// The stored in-progress state, unless its token is past expiry (a peer is checking
@@ -219,7 +305,7 @@ where
 
     /// Step 4 after winning the poll claim: one `/api/v2/status` call, written back
     /// conditionally on the polled scanRef.
-    async fn poll(&self, row: IdenfyRow) -> Result<Resolution, StoreError> {
+    async fn poll(&self, row: IdenfyRow, interest: &Interest) -> Result<Resolution, StoreError> {
         let report = match self.idenfy.status(&row.scan_ref).await {
             Ok(report) => report,
             Err(err) => {
@@ -246,9 +332,9 @@ where
             {
                 let mut expired = row;
                 expired.verification_status = Some(VerificationStatus::Expired);
-                return self.recover(expired).await;
+                return self.recover(expired, interest).await;
             }
-            return self.after_race(&row.id, &row.scan_ref).await;
+            return self.after_race(&row.id, &row.scan_ref, interest).await;
         }
         let update = StatusUpdate {
             is_final: report.status.is_decision(),
@@ -266,7 +352,7 @@ where
                 self.propagate_denial(&updated).await?;
                 Ok(self.current(&updated, Outcome::Polled))
             }
-            None => self.after_race(&row.id, &row.scan_ref).await,
+            None => self.after_race(&row.id, &row.scan_ref, interest).await,
         }
     }
 
@@ -286,22 +372,32 @@ where
 
     /// A conditional write missed: somebody changed the row. Show what it is now, without
     /// polling again; recover if it is expired.
-    async fn after_race(&self, id: &RowId, polled: &ScanRef) -> Result<Resolution, StoreError> {
+    async fn after_race(
+        &self,
+        id: &RowId,
+        polled: &ScanRef,
+        interest: &Interest,
+    ) -> Result<Resolution, StoreError> {
         let row = self.reread(id).await?;
-        self.settle(row, polled).await
+        self.settle(row, polled, interest).await
     }
 
     /// Shows a freshly read row to a poller whose snapshot is out of date: recover it if it
     /// is expired, else classify it.
-    async fn settle(&self, row: IdenfyRow, polled: &ScanRef) -> Result<Resolution, StoreError> {
+    async fn settle(
+        &self,
+        row: IdenfyRow,
+        polled: &ScanRef,
+        interest: &Interest,
+    ) -> Result<Resolution, StoreError> {
         if row.is_expired() && !row.gave_up() && row.final_decision().is_none() {
-            return self.recover(row).await;
+            return self.recover(row, interest).await;
         }
         Ok(self.classify(&row, polled))
     }
 
     /// Step 5: recover an expired row.
-    async fn recover(&self, row: IdenfyRow) -> Result<Resolution, StoreError> {
+    async fn recover(&self, row: IdenfyRow, interest: &Interest) -> Result<Resolution, StoreError> {
         let now = self.clock.now();
         // Recovery already under way, seen without another read: a live claim (a peer is
         // minting), or this process recovering the row. Pending; the recovery in progress
@@ -326,6 +422,9 @@ where
             debug!(row = %row.id, "expired row whose parent is not in progress: nothing to resume");
             return Ok(gave_up(&row));
         }
+        // Every path below writes (a give-up, an attach, the lock and the claim): it runs to
+        // its end whether or not the caller waits.
+        interest.commit();
         // 5b: cap (and the error budget) → give up for good, parent refundable (W19).
         if row.recreation_count >= self.settings.recreation_cap
             || row.mint_attempts >= self.settings.max_mint_attempts

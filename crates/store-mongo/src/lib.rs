@@ -114,6 +114,10 @@ impl Collections {
 /// how much of a request's time is spent waiting for the server.
 pub const STORE_CALL_SECONDS: &str = "idenfy_store_call_seconds";
 
+/// Counter of driver calls (reads, writes, write mutexes): store calls per request is the
+/// cost of a request to the shared store, the figure to keep low under herds.
+pub const STORE_CALLS: &str = "idenfy_store_calls_total";
+
 /// Runs driver futures under the per-operation timeout.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Exec {
@@ -121,11 +125,13 @@ pub(crate) struct Exec {
 }
 
 impl Exec {
-    /// One driver call, timed ([`STORE_CALL_SECONDS`]) and bounded by the timeout.
+    /// One driver call, counted ([`STORE_CALLS`]), timed ([`STORE_CALL_SECONDS`]) and bounded
+    /// by the timeout.
     pub(crate) async fn run<T>(
         self,
         operation: impl IntoFuture<Output = mongodb::error::Result<T>>,
     ) -> Result<T, Error> {
+        metrics::counter!(STORE_CALLS).increment(1);
         let started = tokio::time::Instant::now();
         let result = tokio::time::timeout(self.timeout, operation).await;
         metrics::histogram!(STORE_CALL_SECONDS).record(started.elapsed().as_secs_f64());

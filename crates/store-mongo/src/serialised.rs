@@ -76,7 +76,14 @@ impl Serialised {
         Fut: Future<Output = Result<T, StoreError>>,
     {
         let key = format!("{collection}:{id}");
-        let _local = self.local.lock(&key).await;
+        // Waiters queue here in this process first; the wait is bounded like any store
+        // call, so a pile of writers for one document cannot wait without end.
+        let Ok(_local) = tokio::time::timeout(self.exec.timeout, self.local.lock(&key)).await
+        else {
+            return Err(StoreError::Unavailable(Box::new(Error::MutexTimeout(
+                self.exec.timeout,
+            ))));
+        };
         let owner = Nonce::random();
         self.lock(&key, &owner).await?;
         let held = self.held(&key, &owner);

@@ -60,6 +60,15 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE)
     }
 
+    /// Admission control refused the request: nothing was done; retry in a second.
+    pub fn overloaded() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The service is busy; retry shortly",
+        )
+        .with_retry_after(Duration::from_secs(1))
+    }
+
     fn with_retry_after(mut self, after: Duration) -> Self {
         self.retry_after = Some(after);
         self

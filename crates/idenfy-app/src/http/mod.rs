@@ -1,6 +1,7 @@
 //! The router: routes of PRODUCT.md §6–§7 (user routes also under `/sandbox`) and the
 //! middleware every request passes (request id, tracing, timeouts, panics, latency metric).
 
+pub mod admission;
 pub mod error;
 pub mod identity;
 pub mod routes;
@@ -26,6 +27,7 @@ use tower_http::{
 use tracing::Level;
 
 use crate::state::{AppState, Service};
+use admission::{Admission, Class};
 use error::ApiError;
 
 /// Largest webhook body (id-server: 1 MB raw).
@@ -35,18 +37,29 @@ pub const WEBHOOK_BODY_LIMIT: usize = 1 << 20;
 fn environment_routes<S: Service>(
     environment: Environment,
     webhook_timeout: Duration,
+    admission: &Arc<Admission>,
 ) -> Router<Arc<AppState<S>>> {
-    Router::new()
+    let polls = Router::new()
         .route(
             "/idenfy-sessions/{id}/status",
             get(routes::session_status::<S>),
         )
         .route("/session-status/v2", get(routes::status_v2::<S>))
         .route("/idenfy-sessions", get(routes::list::<S>))
+        .route_layer(middleware::from_fn_with_state(
+            (Arc::clone(admission), Class::Poll),
+            admission::admit,
+        ));
+    Router::new()
+        .merge(polls)
         .route(
             "/idenfy/webhook",
             post(routes::webhook::<S>)
                 .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT))
+                .layer(middleware::from_fn_with_state(
+                    (Arc::clone(admission), Class::Priority),
+                    admission::admit,
+                ))
                 .layer(middleware::from_fn_with_state(webhook_timeout, deadline)),
         )
         .layer(Extension(environment))
@@ -55,15 +68,26 @@ fn environment_routes<S: Service>(
 /// The whole service, ready for `axum::serve` or `tower::ServiceExt::oneshot`.
 pub fn router<S: Service>(state: AppState<S>) -> Router {
     let timeouts = state.timeouts;
+    let admission = Arc::clone(&state.admission);
     let state = Arc::new(state);
-    Router::new()
-        .merge(environment_routes::<S>(Environment::Live, timeouts.webhook))
-        .nest(
-            "/sandbox",
-            environment_routes::<S>(Environment::Sandbox, timeouts.webhook),
-        )
+    let internal = Router::new()
         .route("/internal/sessions", post(routes::create::<S>))
         .route("/internal/sessions/{id}/idenfy", post(routes::ensure::<S>))
+        .route_layer(middleware::from_fn_with_state(
+            (Arc::clone(&admission), Class::Priority),
+            admission::admit,
+        ));
+    Router::new()
+        .merge(environment_routes::<S>(
+            Environment::Live,
+            timeouts.webhook,
+            &admission,
+        ))
+        .nest(
+            "/sandbox",
+            environment_routes::<S>(Environment::Sandbox, timeouts.webhook, &admission),
+        )
+        .merge(internal)
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz::<S>))
         .route("/metrics", get(routes::metrics::<S>))

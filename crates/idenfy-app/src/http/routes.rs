@@ -12,7 +12,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use idenfy_core::{
-    Environment, Flow, SessionView, SigDigest, StatusV2,
+    Environment, Flow, Interest, SessionView, SigDigest, StatusV2,
     creation::{CreateRequest, Created},
     resolver::ResolveError,
     webhook::{WebhookAck, WebhookRequest},
@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
+    admission::Admitted,
     error::{ApiError, ApiJson, RawBody},
     identity::{Caller, check_service_token},
 };
@@ -38,13 +39,19 @@ fn service<S>(state: &AppState<S>, environment: Environment) -> Result<&Arc<S>, 
 /// Runs `work` on its own task, so it finishes even when the request does not (the
 /// deadline passed, the client went away): a recovery or a creation cut off between the
 /// mint and its write would leave a paid token unused and the row blocked by its claim
-/// until the claim expires, and any write cut off would leave half-done work behind. A panic is passed on to the request, where the panic layer
-/// answers 500.
-async fn to_completion<T, F>(work: F) -> Result<T, ApiError>
+/// until the claim expires, and any write cut off would leave half-done work behind. The
+/// task holds the request's admission permit until it ends, so work that outlives its
+/// caller still counts against the budget. A panic is passed on to the request, where the
+/// panic layer answers 500.
+async fn to_completion<T, F>(admitted: Admitted, work: F) -> Result<T, ApiError>
 where
     F: Future<Output = Result<T, ApiError>> + Send + 'static,
     T: Send + 'static,
 {
+    let work = async move {
+        let _admitted = admitted;
+        work.await
+    };
     match tokio::spawn(work).await {
         Ok(result) => result,
         Err(join) => match join.try_into_panic() {
@@ -58,10 +65,43 @@ where
     }
 }
 
+/// Like [`to_completion`] for a resolution that is worth finishing only while its caller
+/// waits: when the request is dropped before the resolution commits (its first write), the
+/// resolution stops at its next await instead of queueing in front of the store for an
+/// answer nobody reads. Once committed (a poll claim, a recovery), it runs to its end.
+async fn while_wanted<T, F>(admitted: Admitted, interest: Interest, work: F) -> Result<T, ApiError>
+where
+    F: Future<Output = Result<T, ApiError>> + Send + 'static,
+    T: Send + 'static,
+{
+    /// Loses the interest when the request is dropped (and, harmlessly, when it ends).
+    struct LoseOnDrop(Interest);
+    impl Drop for LoseOnDrop {
+        fn drop(&mut self) {
+            self.0.lose();
+        }
+    }
+    let _caller = LoseOnDrop(interest.clone());
+    to_completion(admitted, async move {
+        match interest.run(work).await {
+            Some(result) => result,
+            None => {
+                metrics::counter!("idenfy_abandoned_polls_total").increment(1);
+                Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The caller left before the answer",
+                ))
+            }
+        }
+    })
+    .await
+}
+
 /// `GET /idenfy-sessions/{id}/status`.
 pub async fn session_status<S: Service>(
     State(state): AppStateRef<S>,
     Extension(environment): Extension<Environment>,
+    Extension(admitted): Extension<Admitted>,
     Caller(caller): Caller,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<SessionView>, ApiError> {
@@ -69,8 +109,11 @@ pub async fn session_status<S: Service>(
     let Ok(Path(id)) = id else {
         return Err(ResolveError::NotFound.into());
     };
-    let resolution =
-        to_completion(async move { Ok(svc.sessions().resolve(&id, &caller).await?) }).await?;
+    let interest = Interest::new();
+    let resolution = while_wanted(admitted, interest.clone(), async move {
+        Ok(svc.sessions().resolve_with(&id, &caller, &interest).await?)
+    })
+    .await?;
     Ok(Json(resolution.view))
 }
 
@@ -78,6 +121,7 @@ pub async fn session_status<S: Service>(
 pub async fn status_v2<S: Service>(
     State(state): AppStateRef<S>,
     Extension(environment): Extension<Environment>,
+    Extension(admitted): Extension<Admitted>,
     Caller(caller): Caller,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<StatusV2>, ApiError> {
@@ -87,8 +131,13 @@ pub async fn status_v2<S: Service>(
         .and_then(|Query(mut q)| q.remove("sid"))
         .filter(|sid| !sid.trim().is_empty())
         .ok_or_else(|| ApiError::bad_request("Missing sid"))?;
-    to_completion(async move {
-        match svc.sessions().status_v2(&sid, &caller).await {
+    let interest = Interest::new();
+    while_wanted(admitted, interest.clone(), async move {
+        match svc
+            .sessions()
+            .status_v2_with(&sid, &caller, &interest)
+            .await
+        {
             Ok(status) => Ok(Json(status)),
             Err(ResolveError::NotFound) => Err(ApiError::not_found("Session not found")),
             Err(other) => Err(other.into()),
@@ -116,6 +165,7 @@ pub async fn list<S: Service>(
 pub async fn webhook<S: Service>(
     State(state): AppStateRef<S>,
     Extension(environment): Extension<Environment>,
+    Extension(admitted): Extension<Admitted>,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Json<WebhookAck>, ApiError> {
@@ -127,7 +177,7 @@ pub async fn webhook<S: Service>(
             .map(str::to_owned)
     };
     let (signature, event_type) = (text("idenfy-signature"), text("idenfy-event-type"));
-    to_completion(async move {
+    to_completion(admitted, async move {
         let request = WebhookRequest {
             signature: signature.as_deref(),
             event_type: event_type.as_deref(),
@@ -182,6 +232,7 @@ fn created(created: Created) -> Response {
 /// `POST /internal/sessions`.
 pub async fn create<S: Service>(
     State(state): AppStateRef<S>,
+    Extension(admitted): Extension<Admitted>,
     _auth: ServiceAuth,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateBody>,
@@ -207,7 +258,10 @@ pub async fn create<S: Service>(
         idempotency_key,
     };
     let live = Arc::clone(&state.live);
-    to_completion(async move { Ok(created(live.sessions().create_session(request).await?)) }).await
+    to_completion(admitted, async move {
+        Ok(created(live.sessions().create_session(request).await?))
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -219,6 +273,7 @@ struct EnsureBody {
 /// `POST /internal/sessions/{id}/idenfy`: body optional, `{"sigDigest": "..."}`.
 pub async fn ensure<S: Service>(
     State(state): AppStateRef<S>,
+    Extension(admitted): Extension<Admitted>,
     _auth: ServiceAuth,
     id: Result<Path<String>, PathRejection>,
     RawBody(body): RawBody,
@@ -238,7 +293,7 @@ pub async fn ensure<S: Service>(
         }
     };
     let live = Arc::clone(&state.live);
-    to_completion(async move {
+    to_completion(admitted, async move {
         Ok(created(
             live.sessions().ensure_idenfy_session(&id, owner).await?,
         ))

@@ -5,4 +5,5 @@ mod e2e;
 mod faults;
 mod http;
 mod logs;
+mod overload;
 mod support;

@@ -4,6 +4,7 @@ mod concurrency;
 mod conformance;
 mod creation;
 mod money;
+mod peers;
 mod scenarios;
 mod snapshots;
 mod support;
