@@ -264,12 +264,18 @@ where
         interest: &Interest,
     ) -> Result<Resolution, StoreError> {
         let mut pause = PEER_POLL_FIRST_PAUSE;
+        // Never longer than the bound from here either, whatever the peer's clock said.
+        let latest = self.clock.now() + chrono_duration(PEER_POLL_WAIT);
         loop {
             if row.scan_ref != *polled || row.is_expired() || row.final_decision().is_some() {
                 return self.settle(row, polled, interest).await;
             }
             let now = self.clock.now();
-            let Some(until) = self.peer_poll_in_flight(&row, now) else {
+            let Some(until) = self
+                .peer_poll_in_flight(&row, now)
+                .map(|until| until.min(latest))
+                .filter(|until| *until > now)
+            else {
                 return Ok(self.cached_or_pending(&row, now));
             };
             metrics::counter!("idenfy_peer_poll_waits_total").increment(1);
