@@ -8,6 +8,7 @@ use idenfy_app::config::{Cli, Command};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json_logs = matches!(cli.log_format, idenfy_app::config::LogFormat::Json);
     idenfy_app::telemetry::init(cli.log_format);
     let result = match cli.command {
         Command::Serve(args) => match args.validate() {
@@ -18,6 +19,11 @@ async fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if json_logs => {
+            // One JSON line like every other, for log pipelines that parse each line.
+            tracing::error!(error = format!("{error:#}"), "idenfy-app stopped");
+            ExitCode::FAILURE
+        }
         Err(error) => {
             eprintln!("idenfy-app: {error:#}");
             ExitCode::FAILURE

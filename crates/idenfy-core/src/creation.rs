@@ -346,7 +346,11 @@ where
                         .await?;
                     return Err(err.into());
                 }
-                warn!(session = %intent.parent_id, error = %err, "minting a token for a new session failed; nothing was written");
+                if err.class() == crate::ErrorClass::Transient {
+                    warn!(session = %intent.parent_id, class = err.class().as_str(), error = %err, "minting a token for a new session failed; nothing was written");
+                } else {
+                    error!(session = %intent.parent_id, class = err.class().as_str(), error = %err, "minting a token for a new session failed; nothing was written; operator action needed");
+                }
                 let _ = self
                     .intents
                     .finish(&intent.key, &intent.claim_id, IntentState::Failed)

@@ -213,7 +213,11 @@ where
         // Step 4: reconcile, do not poll.
         let now = self.clock.now();
         let due_before = self.poll_due_before(&row, now);
-        if row.last_polled_at.is_none_or(|t| t < due_before) {
+        // A token minted (or polled) within the interval needs no status call yet: its
+        // state is known from the mint, and the herd right after a recovery would
+        // otherwise start with a poll of a brand-new token.
+        let last_known = row.last_polled_at.max(row.token_minted_at);
+        if last_known.is_none_or(|t| t < due_before) {
             // The claim is a write: from here the poll finishes even if its caller leaves,
             // so that peers waiting for its answer get one.
             interest.commit();

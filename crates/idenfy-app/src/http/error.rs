@@ -166,25 +166,17 @@ impl From<CreateError> for ApiError {
             CreateError::ParentWithoutOwner => {
                 Self::bad_request("Session has no owner: pass sigDigest")
             }
-            CreateError::Idenfy(error) => {
-                let class = error.class();
-                tracing::error!(
-                    class = class.as_str(),
-                    kind = error.kind.as_str(),
-                    error = %chain(&error),
-                    "creating a session: iDenfy call failed"
-                );
-                match class {
-                    ErrorClass::Transient => Self::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "iDenfy is temporarily unavailable",
-                    )
-                    .with_retry_after(Duration::from_secs(2)),
-                    ErrorClass::Money | ErrorClass::Permanent => {
-                        Self::new(StatusCode::BAD_GATEWAY, "iDenfy refused the request")
-                    }
+            // Logged once, by the creation, at the level its class deserves.
+            CreateError::Idenfy(error) => match error.class() {
+                ErrorClass::Transient => Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "iDenfy is temporarily unavailable",
+                )
+                .with_retry_after(Duration::from_secs(2)),
+                ErrorClass::Money | ErrorClass::Permanent => {
+                    Self::new(StatusCode::BAD_GATEWAY, "iDenfy refused the request")
                 }
-            }
+            },
             CreateError::Store(error) => Self::store("creating a session", &error),
         }
     }

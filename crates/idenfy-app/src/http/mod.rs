@@ -22,7 +22,7 @@ use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    trace::{DefaultOnRequest, DefaultOnResponse, TraceLayer},
+    trace::{DefaultOnRequest, TraceLayer},
 };
 use tracing::Level;
 
@@ -97,12 +97,16 @@ pub fn router<S: Service>(state: AppState<S>) -> Router {
         .with_state(state)
         .layer(
             ServiceBuilder::new()
+                .layer(middleware::from_fn(bound_request_id))
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(span)
                         .on_request(DefaultOnRequest::new().level(Level::DEBUG))
-                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                        .on_response(answered)
+                        // The answer line has the status; the cause is logged where it
+                        // happened. No second, stringly line per failure.
+                        .on_failure(()),
                 )
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(middleware::from_fn(crate::metrics::track))
@@ -130,6 +134,50 @@ fn span(request: &Request<Body>) -> tracing::Span {
         path = request.uri().path(),
         request_id,
     )
+}
+
+/// Longest `x-request-id` taken from a caller.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// A caller's `x-request-id` is kept only when it is 1–128 visible ASCII characters;
+/// anything else (huge, control characters, non-ASCII) is replaced by a new UUID, so ids in
+/// logs and answers stay short and printable.
+async fn bound_request_id(mut request: Request, next: Next) -> Response {
+    let acceptable = |value: &axum::http::HeaderValue| {
+        let bytes = value.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= MAX_REQUEST_ID_LEN
+            && bytes.iter().all(u8::is_ascii_graphic)
+    };
+    let headers = request.headers_mut();
+    let all = headers.get_all("x-request-id");
+    let mut values = all.iter();
+    let keep = match (values.next(), values.next()) {
+        (None, _) => true,
+        (Some(one), None) => acceptable(one),
+        (Some(_), Some(_)) => false,
+    };
+    if !keep {
+        headers.remove("x-request-id");
+    }
+    next.run(request).await
+}
+
+/// Marks a response whose request is logged at DEBUG, not INFO: the probes and the scrape,
+/// which would otherwise drown the log.
+#[derive(Clone, Copy, Debug)]
+pub struct Quiet;
+
+/// The one line per request: status and latency in milliseconds (a number), at INFO, or
+/// at DEBUG for [`Quiet`] responses.
+fn answered(response: &Response, latency: Duration, _span: &tracing::Span) {
+    let status = response.status().as_u16();
+    let latency_ms = latency.as_secs_f64() * 1000.0;
+    if response.extensions().get::<Quiet>().is_some() {
+        tracing::debug!(status, latency_ms, "answered");
+    } else {
+        tracing::info!(status, latency_ms, "answered");
+    }
 }
 
 /// Answers 503 JSON when the handler takes longer than `limit`.

@@ -19,8 +19,10 @@ use idenfy_core::{
 };
 use serde::Deserialize;
 use serde_json::json;
+use tracing::Instrument;
 
 use super::{
+    Quiet,
     admission::Admitted,
     error::{ApiError, ApiJson, RawBody},
     identity::{Caller, check_service_token},
@@ -48,10 +50,12 @@ where
     F: Future<Output = Result<T, ApiError>> + Send + 'static,
     T: Send + 'static,
 {
+    // The request's span goes along, so every line the work logs names its request.
     let work = async move {
         let _admitted = admitted;
         work.await
-    };
+    }
+    .instrument(tracing::Span::current());
     match tokio::spawn(work).await {
         Ok(result) => result,
         Err(join) => match join.try_into_panic() {
@@ -302,8 +306,8 @@ pub async fn ensure<S: Service>(
 }
 
 /// `GET /healthz`: the process answers.
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+pub async fn healthz() -> impl IntoResponse {
+    (Extension(Quiet), Json(json!({ "status": "ok" })))
 }
 
 /// `GET /readyz`: MongoDB must answer; Valkey down only degrades (the lock is an
@@ -311,7 +315,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
 pub async fn readyz<S: Service>(State(state): AppStateRef<S>) -> Response {
     let health = state.health.check().await;
     let valkey = if health.valkey { "up" } else { "degraded" };
-    if health.mongodb {
+    let mut response = if health.mongodb {
         (
             StatusCode::OK,
             Json(json!({ "status": "ready", "mongodb": "up", "valkey": valkey })),
@@ -323,12 +327,15 @@ pub async fn readyz<S: Service>(State(state): AppStateRef<S>) -> Response {
             Json(json!({ "status": "not_ready", "mongodb": "down", "valkey": valkey })),
         )
             .into_response()
-    }
+    };
+    response.extensions_mut().insert(Quiet);
+    response
 }
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics<S: Service>(State(state): AppStateRef<S>) -> Response {
     (
+        Extension(Quiet),
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",

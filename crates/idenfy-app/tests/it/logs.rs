@@ -175,3 +175,120 @@ async fn no_secret_reaches_the_logs_at_trace_level() {
         assert!(!logs.contains(secret), "{what} leaked into the logs");
     }
 }
+
+/// Runs `work` with every log line at INFO and above captured as JSON; returns the lines.
+async fn json_lines_of<F: Future<Output = ()>>(work: F) -> Vec<serde_json::Value> {
+    let buffer = Buffer::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(EnvFilter::new("info"))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(true)
+                .with_span_list(true)
+                .with_writer(buffer.clone()),
+        );
+    let _guard = tracing::subscriber::set_default(subscriber);
+    work.await;
+    buffer
+        .text()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect()
+}
+
+fn request_id_of(line: &serde_json::Value) -> Option<&str> {
+    line["span"]["request_id"].as_str()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn lines_of_a_request_carry_its_id_and_probes_stay_quiet() {
+    let lines = json_lines_of(async {
+        let app = TestApp::with(Options::default()).await;
+        let get = |path: &str, id: &str| {
+            app.http
+                .get(app.url(path))
+                .header("x-request-id", id.to_owned())
+        };
+        for path in ["/healthz", "/readyz", "/metrics"] {
+            let (code, _) = send(get(path, "probe-id")).await;
+            assert_eq!(code, 200);
+        }
+        // A creation whose token call fails: its lines come from the work it spawned.
+        app.sim
+            .script_token(vec![idenfy_sim::Fault::ServerError; 8]);
+        let (code, body) = send(
+            app.http
+                .post(app.url("/internal/sessions"))
+                .bearer_auth(TOKEN)
+                .header("x-request-id", "creation-id")
+                .json(&json!({ "sigDigest": "someone", "flow": "gov-id" })),
+        )
+        .await;
+        assert_eq!(code, 503, "{body}");
+        // An id that is too long is replaced, in the answer and in the logs.
+        let huge = "x".repeat(60 * 1024);
+        let response = get("/healthz", &huge).send().await.expect("answered");
+        let echoed = response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .expect("an id")
+            .to_owned();
+        assert!(
+            echoed.len() <= 128 && echoed != huge,
+            "replaced: {}",
+            echoed.len()
+        );
+        let (code, _) = send(get(
+            "/idenfy-sessions/0123456789abcdef01234567/status",
+            "an id with spaces",
+        ))
+        .await;
+        assert_eq!(code, 401, "no user header");
+    })
+    .await;
+
+    assert!(
+        !lines.iter().any(|l| request_id_of(l) == Some("probe-id")),
+        "probes log at DEBUG only"
+    );
+    let creation: Vec<_> = lines
+        .iter()
+        .filter(|l| request_id_of(l) == Some("creation-id"))
+        .collect();
+    assert!(
+        creation
+            .iter()
+            .any(|l| l["fields"]["message"] == "answered" && l["fields"]["status"] == 503),
+        "the answer line: {creation:?}"
+    );
+    assert!(
+        creation.iter().any(|l| l["level"] == "WARN"
+            && l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("minting a token for a new session failed"))),
+        "the failure, logged by the work the request spawned, names the request: {creation:?}"
+    );
+    assert!(
+        !creation.iter().any(|l| l["level"] == "ERROR"),
+        "one failure, one line at its level (WARN): {creation:?}"
+    );
+    let answered: Vec<_> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "answered")
+        .collect();
+    assert!(
+        answered
+            .iter()
+            .all(|l| l["fields"]["latency_ms"].is_number()),
+        "numeric latency: {answered:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .filter_map(request_id_of)
+            .all(|id| id.len() <= 128 && id.chars().all(|c| c.is_ascii_graphic())),
+        "every logged request id is short and printable"
+    );
+}

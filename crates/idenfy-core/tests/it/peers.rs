@@ -194,3 +194,38 @@ async fn a_recovery_whose_caller_left_still_persists_its_token() {
     assert_eq!(h.idenfy.mint_calls(), 1);
     assert_eq!(h.row(&row.id).await.scan_ref, ScanRef::new("SCAN_NEW_1"));
 }
+
+#[tokio::test]
+async fn a_token_just_minted_is_not_polled_before_the_interval() {
+    let h = Harness::new();
+    let row = h.seed(Seed::expired()).await;
+    let first = h
+        .sessions
+        .resolve(row.id.as_str(), &owner())
+        .await
+        .expect("resolves");
+    assert_eq!(first.outcome, Outcome::Recovered);
+    let fresh = ScanRef::new("SCAN_NEW_1");
+    for _ in 0..3 {
+        let r = h
+            .sessions
+            .resolve(row.id.as_str(), &owner())
+            .await
+            .expect("resolves");
+        assert_eq!(r.outcome, Outcome::Cached, "known from the mint");
+    }
+    assert_eq!(
+        h.idenfy.status_calls(&fresh),
+        0,
+        "the herd after a recovery costs no call"
+    );
+    h.clock
+        .advance(h.sessions.settings.poll_interval + Duration::from_secs(1));
+    let r = h
+        .sessions
+        .resolve(row.id.as_str(), &owner())
+        .await
+        .expect("resolves");
+    assert_eq!(r.outcome, Outcome::Polled);
+    assert_eq!(h.idenfy.status_calls(&fresh), 1);
+}

@@ -164,8 +164,10 @@ impl Harness {
             created_at: now,
             recreation_count: seed.recreation_count,
             is_final: seed.is_final,
-            token_minted_at: Some(now),
-            token_expires_at: Some(now + chrono::Duration::hours(1)),
+            // Minted a minute ago: older than the poll interval, so the first poll asks
+            // iDenfy (a fresher token needs no status call yet).
+            token_minted_at: Some(now - chrono::Duration::minutes(1)),
+            token_expires_at: Some(now + chrono::Duration::minutes(59)),
             last_polled_at: None,
             last_checked_at: None,
             mint_attempts: seed.recreation_count + 1,
