@@ -754,6 +754,40 @@ async fn store_stopped(
         format!("{during:?}"),
     );
     v.figure("answers 3 s after restart on", format!("{after:?}"));
+    // The store client heals by itself: the first poll answered 200 after the restart
+    // began, counted from the moment the store answered its ping again.
+    let first_ok = answers
+        .iter()
+        .filter(|(sent, status)| *sent >= restarting && *status == 200)
+        .map(|(sent, _)| *sent)
+        .min();
+    v.check(
+        "first 200 after the store answered again",
+        first_ok.map_or_else(
+            || "never".to_owned(),
+            |t| format!("{:+.2}s", signed_secs(t, up)),
+        ),
+        first_ok.is_some(),
+        "some (healed without a restart of the apps)",
+    );
+    let mut ready = 0;
+    for app in &stack.apps {
+        let answered = stack
+            .http
+            .get(format!("{}/readyz", app.base))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        if answered.is_ok_and(|r| r.status().is_success()) {
+            ready += 1;
+        }
+    }
+    v.check(
+        "replicas ready after the restart",
+        format!("{ready}/{}", stack.apps.len()),
+        ready == stack.apps.len(),
+        "all",
+    );
     v.check("503s during the outage", during_503, during_503 > 0, "> 0");
     v.check(
         "other errors during the outage",
@@ -777,6 +811,14 @@ async fn store_stopped(
     }
     v.check("rows lost or changed", changed, changed == 0, "0");
     Ok(v)
+}
+
+/// `at - origin` in seconds, negative when `at` came first.
+fn signed_secs(at: Instant, origin: Instant) -> f64 {
+    match at.checked_duration_since(origin) {
+        Some(after) => after.as_secs_f64(),
+        None => -(origin - at).as_secs_f64(),
+    }
 }
 
 /// Expires `row`'s token at the sim and waits until its expiry webhook marked the row.

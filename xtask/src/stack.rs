@@ -16,6 +16,7 @@ use idenfy_sim::{Sim, SimConfig, SimHandle};
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use crate::load::Answer;
 use crate::shell::{self, cargo, workspace_root};
 
 /// A caller's identity header on the user routes.
@@ -326,7 +327,10 @@ pub(crate) struct Polled {
     pub(crate) token: Option<String>,
     pub(crate) scan_ref: Option<String>,
     pub(crate) recreation_count: Option<u64>,
+    /// A pending view's `retryAfterMs`, or a shed answer's `Retry-After` (in ms).
     pub(crate) retry_after_ms: Option<u64>,
+    /// A 503 carrying `Retry-After`: the app shed the request to protect itself.
+    pub(crate) shed: bool,
 }
 
 impl Polled {
@@ -371,8 +375,7 @@ impl Stack {
                 .await?;
             stack.apps.push(app);
         }
-        let webhook = format!("{}/idenfy/webhook", stack.apps[0].base);
-        stack.sim.set_webhook_url(Some(webhook));
+        stack.sim.set_webhook_url(Some(stack.webhook_url(0)));
         Ok(stack)
     }
 
@@ -561,22 +564,18 @@ impl Stack {
 
     /// `GET /idenfy-sessions/{id}/status` on app `app`; transport errors are `http: 0`.
     pub(crate) async fn poll(&self, app: usize, row: &Created) -> Polled {
-        let response = self
-            .http
-            .get(format!(
-                "{}/idenfy-sessions/{}/status",
-                self.apps[app].base, row.row_id
-            ))
-            .header(USER_HEADER, &row.sig_digest)
-            .send()
-            .await;
+        let response = self.status_request(app, row).send().await;
         let Ok(response) = response else {
             return Polled::default();
         };
         let http = response.status().as_u16();
         if http != 200 {
+            let retry_after = retry_after(&response);
+            let _ = response.bytes().await;
             return Polled {
                 http,
+                shed: http == 503 && retry_after.is_some(),
+                retry_after_ms: retry_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(0)),
                 ..Polled::default()
             };
         }
@@ -590,20 +589,37 @@ impl Stack {
             scan_ref: text("idenfyScanRef"),
             recreation_count: body.get("recreationCount").and_then(Value::as_u64),
             retry_after_ms: body.get("retryAfterMs").and_then(Value::as_u64),
+            shed: false,
+        }
+    }
+
+    /// A status poll reduced to how it ended: a 200, a shed answer (503 with
+    /// `Retry-After`), or anything else (no answer included).
+    pub(crate) async fn poll_answer(&self, app: usize, row: &Created) -> Answer {
+        match answer_of(self.status_request(app, row)).await {
+            (200, _) => Answer::Ok,
+            (503, Some(_)) => Answer::Shed,
+            _ => Answer::Failed,
         }
     }
 
     /// A status poll that only reports the HTTP status (the cached-poll bench).
     pub(crate) async fn poll_status_only(&self, app: usize, row: &Created) -> u16 {
-        status_of(
-            self.http
-                .get(format!(
-                    "{}/idenfy-sessions/{}/status",
-                    self.apps[app].base, row.row_id
-                ))
-                .header(USER_HEADER, &row.sig_digest),
-        )
-        .await
+        status_of(self.status_request(app, row)).await
+    }
+
+    fn status_request(&self, app: usize, row: &Created) -> reqwest::RequestBuilder {
+        self.http
+            .get(format!(
+                "{}/idenfy-sessions/{}/status",
+                self.apps[app].base, row.row_id
+            ))
+            .header(USER_HEADER, &row.sig_digest)
+    }
+
+    /// App `app`'s webhook route, where the sim delivers to.
+    pub(crate) fn webhook_url(&self, app: usize) -> String {
+        format!("{}/idenfy/webhook", self.apps[app].base)
     }
 
     /// Delivers a signed webhook to app `app`; returns the HTTP status (0: transport error).
@@ -672,20 +688,34 @@ impl Stack {
     }
 }
 
-/// Sum of the samples of counter `name` whose label set contains `label`.
 /// Sends `request`; its HTTP status, 0 on a transport error. The body is read (a real
 /// client does, and it frees the connection) and dropped.
 async fn status_of(request: reqwest::RequestBuilder) -> u16 {
+    answer_of(request).await.0
+}
+
+/// [`status_of`], plus the answer's `Retry-After`.
+async fn answer_of(request: reqwest::RequestBuilder) -> (u16, Option<Duration>) {
     match request.send().await {
         Ok(response) => {
             let status = response.status().as_u16();
+            let retry_after = retry_after(&response);
             let _ = response.bytes().await;
-            status
+            (status, retry_after)
         }
-        Err(_) => 0,
+        Err(_) => (0, None),
     }
 }
 
+/// An answer's `Retry-After`, when it has one: whole seconds (the form the apps send); any
+/// other form reads as zero (the caller's own minimum pause applies).
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let value = response.headers().get(reqwest::header::RETRY_AFTER)?;
+    let seconds = value.to_str().ok().and_then(|v| v.trim().parse().ok());
+    Some(Duration::from_secs(seconds.unwrap_or(0)))
+}
+
+/// Sum of the samples of counter `name` whose label set contains `label`.
 pub(crate) fn metric_in(text: &str, name: &str, label: &str) -> f64 {
     text.lines()
         .filter(|line| !line.starts_with('#'))

@@ -21,5 +21,5 @@ mod webhook;
 pub use config::SimConfig;
 pub use fault::{Endpoint, Fault};
 pub use server::{Sim, SimHandle};
-pub use state::{Counters, Outcome, SessionSnapshot, SimStatus};
+pub use state::{Counters, DeliveryRecord, Outcome, SessionSnapshot, SimStatus};
 pub use webhook::{EventType, sign, verify};

@@ -12,7 +12,9 @@ use tokio::task::JoinHandle;
 
 use crate::config::SimConfig;
 use crate::fault::{Endpoint, Fault};
-use crate::state::{Counters, DecisionPlan, Outcome, SessionSnapshot, State, WebhookJob};
+use crate::state::{
+    Counters, DecisionPlan, DeliveryRecord, Outcome, SessionSnapshot, State, WebhookJob,
+};
 use crate::webhook::{self, Delivered, DeliveryPolicy};
 
 /// Entry point: `Sim::start(SimConfig::default()).await?`.
@@ -159,6 +161,12 @@ impl SimHandle {
     /// A copy of the call and delivery counters.
     pub fn counters(&self) -> Counters {
         self.inner.state().counters.clone()
+    }
+
+    /// Every finished webhook delivery since the start (or the last reset), in the order
+    /// they finished: which scanRef and event, where, acknowledged or given up, and when.
+    pub fn deliveries(&self) -> Vec<DeliveryRecord> {
+        self.inner.state().deliveries.clone()
     }
 
     /// One session, with its status brought up to date with the clock.
@@ -362,23 +370,35 @@ impl Inner {
         let mut stop = self.shutdown_tx.subscribe();
         let result =
             webhook::deliver(&self.http, &url, job.event, &job.body, &policy, &mut stop).await;
+        let finished = std::time::Instant::now();
         let mut state = self.state();
         if state.epoch != epoch {
             return;
         }
         let counters = &mut state.counters;
-        match result {
+        let (acknowledged, attempts) = match result {
             Delivered::Ok { attempts } => {
                 counters.webhook_attempts += u64::from(attempts);
                 counters.webhooks_delivered += 1;
+                (true, attempts)
             }
             Delivered::GaveUp { attempts } => {
                 counters.webhook_attempts += u64::from(attempts);
                 counters.webhooks_failed += 1;
+                (false, attempts)
             }
             Delivered::Cancelled { attempts } => {
                 counters.webhook_attempts += u64::from(attempts);
+                return;
             }
-        }
+        };
+        state.deliveries.push(DeliveryRecord {
+            scan_ref: job.scan_ref,
+            event: job.event,
+            url,
+            acknowledged,
+            attempts,
+            finished,
+        });
     }
 }

@@ -100,6 +100,21 @@ pub struct Counters {
     pub webhook_attempts: u64,
 }
 
+/// One finished webhook delivery (every attempt of it), for callers that need to know when
+/// the receiver acknowledged a given event, not just how many were acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    pub scan_ref: String,
+    pub event: EventType,
+    /// The receiver the webhook went to (decided when the event happened).
+    pub url: String,
+    /// The receiver answered 2xx; false: given up after `webhook_max_attempts`.
+    pub acknowledged: bool,
+    pub attempts: u32,
+    /// When the last attempt ended (the monotonic clock, not the simulator's clock).
+    pub finished: std::time::Instant,
+}
+
 /// A read-only view of one verification session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -233,6 +248,8 @@ pub(crate) struct State {
     /// Bumped by `reset`, so deliveries started before it stop counting.
     pub epoch: u64,
     pub webhook_url: Option<String>,
+    /// Finished deliveries in the order they finished (cancelled ones are left out).
+    pub deliveries: Vec<DeliveryRecord>,
 }
 
 impl State {
