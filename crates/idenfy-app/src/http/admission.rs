@@ -15,7 +15,13 @@
 //! runs on after its caller left (a mint and its persist, a webhook write) still counts:
 //! abandoned work cannot pile up beyond the budget.
 
-use std::sync::Arc;
+use std::{
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use axum::{
     extract::{Request, State},
@@ -24,7 +30,7 @@ use axum::{
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::error::ApiError;
+use super::{Quiet, error::ApiError};
 
 /// Requests in flight per replica and class before new ones are shed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,7 +83,13 @@ pub struct Admission {
     limits: AdmissionLimits,
     polls: Arc<Semaphore>,
     priority: Arc<Semaphore>,
+    /// Requests shed since the last warning, and when that was.
+    shed_since_warning: AtomicU64,
+    last_warning: Mutex<Option<Instant>>,
 }
+
+/// How often shedding is logged (with the count since the previous line).
+const SHED_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 impl Admission {
     pub fn new(limits: AdmissionLimits) -> Self {
@@ -85,7 +97,30 @@ impl Admission {
             limits,
             polls: Arc::new(Semaphore::new(limits.polls)),
             priority: Arc::new(Semaphore::new(limits.priority)),
+            shed_since_warning: AtomicU64::new(0),
+            last_warning: Mutex::new(None),
         }
+    }
+
+    /// Counts a shed request; warns at most once per [`SHED_WARNING_EVERY`].
+    fn note_shed(&self, class: Class) {
+        self.shed_since_warning.fetch_add(1, Ordering::Relaxed);
+        let mut last = self
+            .last_warning
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|at| at.elapsed() < SHED_WARNING_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+        let shed = self.shed_since_warning.swap(0, Ordering::Relaxed);
+        tracing::warn!(
+            class = class.as_str(),
+            shed,
+            polls_limit = self.limits.polls,
+            priority_limit = self.limits.priority,
+            "over the in-flight budget: refusing requests with 503 + Retry-After"
+        );
     }
 
     pub fn limits(&self) -> AdmissionLimits {
@@ -128,7 +163,12 @@ pub async fn admit(
 ) -> Response {
     let Some(admitted) = admission.try_admit(class) else {
         metrics::counter!(SHED, "class" => class.as_str()).increment(1);
-        return ApiError::overloaded().into_response();
+        admission.note_shed(class);
+        // A line per refused request would cost the CPU shedding is meant to save: the
+        // answer line goes to DEBUG, and `note_shed` warns once per interval instead.
+        let mut response = ApiError::overloaded().into_response();
+        response.extensions_mut().insert(Quiet);
+        return response;
     };
     request.extensions_mut().insert(admitted);
     next.run(request).await
