@@ -11,6 +11,7 @@ use idenfy_core::WebhookKey;
 use store_mongo::WriteModeSetting;
 
 use crate::http::admission::AdmissionLimits;
+use crate::listener::ConnectionLimits;
 
 /// Shortest accepted `INTERNAL_SERVICE_TOKEN`.
 pub const MIN_TOKEN_LEN: usize = 32;
@@ -24,6 +25,15 @@ pub fn min_claim_ttl_ms(persist_retry_ms: u64) -> u64 {
 
 /// Longest accepted duration setting (a day): no arithmetic on it can overflow.
 pub const MAX_DURATION_MS: u64 = 86_400_000;
+
+/// Shortest accepted `HEADER_READ_TIMEOUT_MS` and `IDLE_TIMEOUT_MS`.
+const MIN_CONNECTION_TIMEOUT_MS: u64 = 100;
+/// Longest accepted `HEADER_READ_TIMEOUT_MS` (5 minutes).
+const MAX_HEADER_READ_TIMEOUT_MS: u64 = 300_000;
+/// Longest accepted `IDLE_TIMEOUT_MS` (an hour).
+const MAX_IDLE_TIMEOUT_MS: u64 = 3_600_000;
+/// Largest accepted `MAX_CONNECTIONS`.
+const MAX_CONNECTIONS_LIMIT: u32 = 1_000_000;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -154,6 +164,18 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     pub listen_addr: SocketAddr,
+    /// Longest time from the first byte of a request to the end of its head, in
+    /// milliseconds; a slower client is disconnected.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+    /// How long a connection may stay open with no request in flight (and no byte of a next
+    /// one received), in milliseconds.
+    #[arg(long, env = "IDLE_TIMEOUT_MS", default_value_t = 30_000)]
+    pub idle_timeout_ms: u64,
+    /// Most HTTP connections open at once; lowered at start to the open-file limit minus a
+    /// reserve. At the limit, new connections wait in the listen backlog.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: u32,
     /// Bearer token of the `/internal/...` routes (at least 32 characters).
     #[arg(long, env = "INTERNAL_SERVICE_TOKEN", value_parser = secret, hide_env_values = true)]
     pub internal_service_token: Option<Secret>,
@@ -211,6 +233,7 @@ pub struct ServeConfig {
     pub token_options: TokenOptions,
     pub tuning: Tuning,
     pub listen_addr: SocketAddr,
+    pub connections: ConnectionLimits,
     pub internal_token: Secret,
     pub data_dir: std::path::PathBuf,
 }
@@ -390,6 +413,25 @@ impl ServeArgs {
         if self.poll_interval_ms == 0 {
             problems.push("POLL_INTERVAL_MS must be greater than 0".to_owned());
         }
+        for (name, value, max) in [
+            (
+                "HEADER_READ_TIMEOUT_MS",
+                self.header_read_timeout_ms,
+                MAX_HEADER_READ_TIMEOUT_MS,
+            ),
+            ("IDLE_TIMEOUT_MS", self.idle_timeout_ms, MAX_IDLE_TIMEOUT_MS),
+        ] {
+            if !(MIN_CONNECTION_TIMEOUT_MS..=max).contains(&value) {
+                problems.push(format!(
+                    "{name} must be between {MIN_CONNECTION_TIMEOUT_MS} and {max}"
+                ));
+            }
+        }
+        if !(1..=MAX_CONNECTIONS_LIMIT).contains(&self.max_connections) {
+            problems.push(format!(
+                "MAX_CONNECTIONS must be between 1 and {MAX_CONNECTIONS_LIMIT}"
+            ));
+        }
         if !(1..=MAX_POOL_SIZE).contains(&self.mongodb_max_pool_size) {
             problems.push(format!(
                 "MONGODB_MAX_POOL_SIZE must be between 1 and {MAX_POOL_SIZE}"
@@ -458,6 +500,12 @@ impl ServeArgs {
                     poll_interval: Duration::from_millis(self.poll_interval_ms),
                 },
                 listen_addr: self.listen_addr,
+                connections: ConnectionLimits {
+                    header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+                    idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+                    max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+                    ..ConnectionLimits::default()
+                },
                 internal_token,
                 data_dir: self.data_dir.clone(),
             }),
@@ -589,6 +637,38 @@ mod tests {
                 .any(|p| p.starts_with("PERSIST_RETRY_MS must be at most")),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn connection_limits_default_to_the_listener_defaults_and_are_bounded() {
+        assert_eq!(
+            parse(FULL).validate().expect("valid").connections,
+            ConnectionLimits::default()
+        );
+        let mut args = FULL.to_vec();
+        args.extend([
+            "--header-read-timeout-ms=99",
+            "--idle-timeout-ms=3600001",
+            "--max-connections=0",
+        ]);
+        let ConfigError(problems) = parse(&args).validate().expect_err("invalid");
+        for expected in [
+            "HEADER_READ_TIMEOUT_MS must be between 100 and 300000",
+            "IDLE_TIMEOUT_MS must be between 100 and 3600000",
+            "MAX_CONNECTIONS must be between 1 and 1000000",
+        ] {
+            assert!(problems.iter().any(|p| p == expected), "{problems:?}");
+        }
+        let mut args = FULL.to_vec();
+        args.extend([
+            "--header-read-timeout-ms=1000",
+            "--idle-timeout-ms=2000",
+            "--max-connections=50",
+        ]);
+        let connections = parse(&args).validate().expect("valid").connections;
+        assert_eq!(connections.header_read_timeout, Duration::from_secs(1));
+        assert_eq!(connections.idle_timeout, Duration::from_secs(2));
+        assert_eq!(connections.max_connections, 50);
     }
 
     #[test]

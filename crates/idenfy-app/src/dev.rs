@@ -14,7 +14,7 @@ use idenfy_core::{
 use idenfy_sim::{Sim, SimConfig, SimHandle};
 use tokio::net::TcpListener;
 
-use crate::{config::DevArgs, state::AppState};
+use crate::{config::DevArgs, listener::ConnectionLimits, state::AppState};
 
 /// One environment on the in-memory adapters, talking to iDenfy (or idenfy-sim) over HTTP.
 pub type MemorySessions = Sessions<
@@ -70,6 +70,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     );
     // First, so the demo creation's counters are recorded too.
     let metrics = crate::metrics::handle();
+    crate::listener::raise_nofile_limit();
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (try --listen)", args.listen))?;
@@ -118,10 +119,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             poll_interval
         )
     );
-    axum::serve(listener, crate::http::router(state))
-        .with_graceful_shutdown(crate::serve::shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    crate::listener::serve(
+        listener,
+        crate::http::router(state),
+        ConnectionLimits::default(),
+        crate::serve::shutdown_signal(),
+    )
+    .await;
     sim.shutdown().await;
     Ok(())
 }

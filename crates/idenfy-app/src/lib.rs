@@ -4,11 +4,13 @@
 //!   types of one environment's `Sessions`), so `serve`, `dev` and tests share it.
 //! - [`config`]: the command line and environment (clap), validated into [`config::ServeConfig`].
 //! - [`serve`]: production wiring (MongoDB, Valkey, iDenfy); [`dev`]: in-memory + idenfy-sim.
+//! - [`listener`]: serves the router with connection timeouts and a connection limit.
 
 pub mod config;
 pub mod dev;
 pub mod http;
 pub mod journal;
+pub mod listener;
 pub mod metrics;
 pub mod openapi;
 pub mod serve;

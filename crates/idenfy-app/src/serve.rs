@@ -145,6 +145,7 @@ impl HealthProbe for Probe {
 /// Connects, checks, serves until SIGTERM or Ctrl-C, then closes the clients.
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let metrics = crate::metrics::handle();
+    crate::listener::raise_nofile_limit();
 
     let stores = MongoStores::connect(
         config.mongodb_uri.expose(),
@@ -288,11 +289,14 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         sandbox = config.sandbox.is_some(),
         "idenfy-app serving"
     );
-    axum::serve(listener, crate::http::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
-    tracing::info!("in-flight requests finished; closing MongoDB and Valkey clients");
+    crate::listener::serve(
+        listener,
+        crate::http::router(state),
+        config.connections,
+        shutdown_signal(),
+    )
+    .await;
+    tracing::info!("HTTP server stopped; closing MongoDB and Valkey clients");
     lock.shutdown().await;
     stores.shutdown().await;
     Ok(())

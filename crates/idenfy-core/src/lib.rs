@@ -25,8 +25,8 @@ pub mod webhook;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use interest::Interest;
 pub use ids::{AuthToken, InvalidId, Nonce, ParentId, RowId, ScanRef, SigDigest};
+pub use interest::Interest;
 pub use model::{
     Claim, CreationIntent, IdenfyRow, IntentState, MintedToken, OrphanedMint, Parent, Recreation,
     SupersededScanRef,

@@ -397,7 +397,9 @@ async fn a_silent_status_endpoint_gives_the_cached_view_not_a_503() {
     assert_eq!(code, 201, "{body}");
     let created = crate::support::Created::from(&body);
     let status = format!("{base}/idenfy-sessions/{}/status", created.row);
-    // One answered poll, so there is a `lastCheckedAt` to show.
+    // One answered poll, so there is a `lastCheckedAt` to show (once the 1 ms poll
+    // interval has passed since the mint: a token just minted needs no call).
+    tokio::time::sleep(Duration::from_millis(10)).await;
     let (code, body) = send(http.get(&status).header("X-Holo-User-Id", USER)).await;
     assert_eq!(code, 200, "{body}");
     let checked = body["lastCheckedAt"].clone();

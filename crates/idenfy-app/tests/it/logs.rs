@@ -70,6 +70,10 @@ async fn no_secret_reaches_the_logs_at_trace_level() {
                 .with_span_list(true)
                 .with_writer(buffer.clone()),
         );
+    // tracing caches, process-wide, whether each log site is wanted; with one subscriber
+    // registered it asks whichever thread logs first (possibly another test's, with none).
+    // A second registered subscriber makes it ask every registered one, this one included.
+    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let api_key = "it-api-key-QUOKKA";
@@ -188,6 +192,10 @@ async fn json_lines_of<F: Future<Output = ()>>(work: F) -> Vec<serde_json::Value
                 .with_span_list(true)
                 .with_writer(buffer.clone()),
         );
+    // tracing caches, process-wide, whether each log site is wanted; with one subscriber
+    // registered it asks whichever thread logs first (possibly another test's, with none).
+    // A second registered subscriber makes it ask every registered one, this one included.
+    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
     let _guard = tracing::subscriber::set_default(subscriber);
     work.await;
     buffer

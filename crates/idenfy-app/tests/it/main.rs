@@ -1,6 +1,7 @@
 //! Integration tests of idenfy-app: the HTTP API in-process, log hygiene, and an end-to-end
 //! run of three `idenfy-app serve` processes against real MongoDB-protocol and Valkey servers.
 
+mod connections;
 mod e2e;
 mod faults;
 mod http;
