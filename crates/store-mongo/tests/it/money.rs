@@ -41,6 +41,9 @@ async fn a_lost_token_answer_is_recorded_backs_off_and_is_bounded() {
         sim.base_url(),
         WebhookKey::new(sim.config().webhook_signing_key.clone()),
     );
+    // A token just minted is not polled for an interval: keep it short, so the expiry
+    // is found at once.
+    settings.poll_interval = Duration::from_millis(50);
     settings.unknown_outcome_backoff = Duration::from_millis(300);
     settings.max_unknown_mint_outcomes = 2;
     settings.pending_retry_after = Duration::from_millis(50);
