@@ -4,7 +4,8 @@ use dev_services::Backend;
 
 use crate::shell::{self, Phases, cargo};
 
-/// fmt, clippy, cargo-deny (installed on first use), then the tests against real services,
+/// fmt, clippy, the production build, cargo-deny (installed on first use), then the tests
+/// against real services,
 /// then `bench --quick` and `chaos --quick`.
 /// Stops at the first failing phase; prints each phase's time and a summary either way.
 pub(crate) async fn run(backend: Backend) -> anyhow::Result<()> {
@@ -28,6 +29,18 @@ async fn all(phases: &mut Phases, backend: Backend) -> anyhow::Result<()> {
                 "--",
                 "-D",
                 "warnings",
+            ])),
+        )
+        .await?;
+    // The production build: no simulator, no dev mode (what the Containerfile ships).
+    phases
+        .run(
+            "check-production",
+            shell::run(with_args(&[
+                "check",
+                "-p",
+                "idenfy-app",
+                "--no-default-features",
             ])),
         )
         .await?;

@@ -57,6 +57,7 @@ pub enum Command {
     /// Production: MongoDB, Valkey and the real iDenfy API (all configured by environment).
     Serve(Box<ServeArgs>),
     /// A self-contained demo: in-memory store and lock, idenfy-sim in-process. NOT for production.
+    #[cfg(feature = "dev")]
     Dev(DevArgs),
 }
 
@@ -154,11 +155,11 @@ pub struct ServeArgs {
     #[arg(long, env = "MONGODB_MAX_POOL_SIZE", default_value_t = 10)]
     pub mongodb_max_pool_size: u32,
     /// Status polls in flight per replica before new ones are refused with 503 +
-    /// `Retry-After` (default: 4 × MONGODB_MAX_POOL_SIZE).
+    /// `Retry-After` (default: 16 × MONGODB_MAX_POOL_SIZE).
     #[arg(long, env = "MAX_IN_FLIGHT_POLLS")]
     pub max_in_flight_polls: Option<u32>,
     /// Webhooks and internal creation calls in flight per replica before new ones are
-    /// refused (default: 2 × MONGODB_MAX_POOL_SIZE); a budget of their own.
+    /// refused (default: 8 × MONGODB_MAX_POOL_SIZE); a budget of their own.
     #[arg(long, env = "MAX_IN_FLIGHT_PRIORITY")]
     pub max_in_flight_priority: Option<u32>,
     /// Address to listen on.
@@ -182,6 +183,7 @@ pub struct ServeArgs {
 }
 
 /// `idenfy-app dev`.
+#[cfg(feature = "dev")]
 #[derive(Debug, Args)]
 pub struct DevArgs {
     /// Address of the app.

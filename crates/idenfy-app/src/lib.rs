@@ -3,10 +3,13 @@
 //! - [`http::router`] builds the whole service for any [`state::Service`] (the six port
 //!   types of one environment's `Sessions`), so `serve`, `dev` and tests share it.
 //! - [`config`]: the command line and environment (clap), validated into [`config::ServeConfig`].
-//! - [`serve`]: production wiring (MongoDB, Valkey, iDenfy); [`dev`]: in-memory + idenfy-sim.
+//! - [`serve`]: production wiring (MongoDB, Valkey, iDenfy); `dev` (the `dev` feature, on
+//!   by default): in-memory + idenfy-sim. A production build leaves it out:
+//!   `cargo build -p idenfy-app --no-default-features` carries no simulator.
 //! - [`listener`]: serves the router with connection timeouts and a connection limit.
 
 pub mod config;
+#[cfg(feature = "dev")]
 pub mod dev;
 pub mod http;
 pub mod journal;

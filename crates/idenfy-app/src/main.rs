@@ -15,6 +15,7 @@ async fn main() -> ExitCode {
             Ok(config) => idenfy_app::serve::run(config).await,
             Err(error) => Err(anyhow::Error::new(error)),
         },
+        #[cfg(feature = "dev")]
         Command::Dev(args) => idenfy_app::dev::run(args).await,
     };
     match result {

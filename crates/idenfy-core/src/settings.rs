@@ -34,7 +34,8 @@ pub struct Settings {
     pub backoff_base: Duration,
     /// Longest back-off (default 5 min).
     pub backoff_max: Duration,
-    /// `retryAfterMs` of a pending view when nothing better is known (default 1 s).
+    /// `retryAfterMs` of a pending view when nothing better is known (default 500 ms:
+    /// a recovery under way usually ends within a token call's few hundred milliseconds).
     pub pending_retry_after: Duration,
     /// Window for reusing an APPROVED row and for listing (default 5 days).
     pub reuse_window: Duration,
@@ -64,7 +65,7 @@ impl Settings {
             max_unknown_mint_outcomes: 3,
             backoff_base: Duration::from_secs(2),
             backoff_max: Duration::from_secs(300),
-            pending_retry_after: Duration::from_secs(1),
+            pending_retry_after: Duration::from_millis(500),
             reuse_window: Duration::from_secs(5 * 24 * 3600),
             list_limit: 10,
             redirect_base: redirect_base.into().trim_end_matches('/').to_owned(),

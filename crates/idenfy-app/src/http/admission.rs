@@ -42,14 +42,17 @@ pub struct AdmissionLimits {
 }
 
 impl AdmissionLimits {
-    /// Derived from the store's connection pool: a poll makes one or two store calls, so
-    /// about four polls per connection keep the pool busy without a queue in front of it;
-    /// priority work gets two per connection of its own.
+    /// Derived from the store's connection pool. A cached poll holds a connection for
+    /// well under a millisecond, so sixteen polls per connection queue for a few
+    /// milliseconds at most: enough to ride out bursts (64 concurrent tabs on one replica
+    /// are not shed), small enough that an admitted request never waits long. Priority
+    /// work (webhooks arrive in bursts when many tokens expire together) gets eight per
+    /// connection of its own.
     pub fn for_pool(pool_size: u32) -> Self {
         let pool = usize::try_from(pool_size).unwrap_or(usize::MAX).max(1);
         Self {
-            polls: pool.saturating_mul(4),
-            priority: pool.saturating_mul(2),
+            polls: pool.saturating_mul(16),
+            priority: pool.saturating_mul(8),
         }
     }
 }
@@ -210,10 +213,10 @@ mod tests {
         assert_eq!(
             AdmissionLimits::for_pool(10),
             AdmissionLimits {
-                polls: 40,
-                priority: 20
+                polls: 160,
+                priority: 80
             }
         );
-        assert_eq!(AdmissionLimits::for_pool(0).polls, 4, "never zero");
+        assert_eq!(AdmissionLimits::for_pool(0).polls, 16, "never zero");
     }
 }

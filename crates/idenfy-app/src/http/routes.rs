@@ -334,6 +334,7 @@ pub async fn readyz<S: Service>(State(state): AppStateRef<S>) -> Response {
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics<S: Service>(State(state): AppStateRef<S>) -> Response {
+    crate::metrics::collect_process();
     (
         Extension(Quiet),
         [(

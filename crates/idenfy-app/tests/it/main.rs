@@ -7,4 +7,5 @@ mod faults;
 mod http;
 mod logs;
 mod overload;
+mod scrape;
 mod support;
