@@ -175,6 +175,13 @@ impl MongoStores {
         if options.max_pool_size.is_some() {
             client_options.max_pool_size = options.max_pool_size;
         }
+        // An operation cut off by our timeout costs its connection; after a burst of them
+        // the driver's default of two connections established at a time refills the pool
+        // so slowly that every operation times out waiting for one, long after the server
+        // is answering again. Let the whole pool reconnect at once instead.
+        if client_options.max_connecting.is_none() {
+            client_options.max_connecting = Some(client_options.max_pool_size.unwrap_or(10).max(2));
+        }
         client_options.app_name = options
             .app_name
             .clone()

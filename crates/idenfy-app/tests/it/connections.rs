@@ -7,10 +7,10 @@
 
 use std::{
     future::Future,
-    io::{ErrorKind, Write},
+    io::ErrorKind,
     net::SocketAddr,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
@@ -31,9 +31,9 @@ use tokio::{
     sync::{Semaphore, mpsc, oneshot},
     task::JoinSet,
 };
-use tracing_subscriber::{EnvFilter, fmt::MakeWriter, layer::SubscriberExt};
+use tracing_subscriber::{EnvFilter, layer::SubscriberExt};
 
-use crate::support::{TOKEN, USER, send};
+use crate::support::{TOKEN, USER, capture_logs, send};
 
 /// Timers of a few milliseconds' granularity may round; nothing else may close early.
 const SLACK: Duration = Duration::from_millis(20);
@@ -430,63 +430,19 @@ async fn two_thousand_idle_connections_leave_health_and_polls_answering_until_th
     );
 }
 
-/// Everything the log subscriber writes.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Logs {
-    type Writer = Logs;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl Logs {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(
-            &self
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
-        .into_owned()
-    }
-}
-
 // current_thread: the server's tasks run on this thread, so the thread-local subscriber
 // sees their logs.
 #[tokio::test(flavor = "current_thread")]
 async fn at_a_small_connection_limit_health_answers_and_accept_never_fails() {
-    let logs = Logs::default();
-    let subscriber = tracing_subscriber::registry()
-        .with(EnvFilter::new("idenfy_app::listener=trace"))
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(logs.clone())
-                .with_ansi(false),
-        );
-    let capture = tracing::Dispatch::new(subscriber);
-    // tracing caches whether each log site is wanted, process-wide. While a single subscriber
-    // is registered it asks the registering thread's own subscriber — none, when another
-    // test's thread reaches the site first — and caches "never". A second one makes it ask
-    // every registered subscriber, this test's included.
-    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
-    let _guard = tracing::dispatcher::set_default(&capture);
+    let capture = capture_logs(|logs| {
+        tracing_subscriber::registry()
+            .with(EnvFilter::new("idenfy_app::listener=trace"))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(logs)
+                    .with_ansi(false),
+            )
+    });
 
     let idle_timeout = Duration::from_secs(2);
     let server = Server::start(ConnectionLimits {
@@ -518,7 +474,7 @@ async fn at_a_small_connection_limit_health_answers_and_accept_never_fails() {
     );
     assert_eq!(server.healthz().await, 200);
 
-    let text = logs.text();
+    let text = capture.logs.text();
     assert!(
         text.contains("connection limit reached"),
         "the limit of 50 was never reached with 200 connections:\n{text}"

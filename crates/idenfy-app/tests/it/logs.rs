@@ -1,80 +1,35 @@
 //! Log hygiene: a full flow with every log line captured at TRACE, then a search for every
 //! secret the flow handled.
 
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::time::Duration;
 
 use idenfy_sim::SimConfig;
 use serde_json::json;
-use tracing_subscriber::{EnvFilter, fmt::MakeWriter, layer::SubscriberExt};
+use tracing_subscriber::{EnvFilter, layer::SubscriberExt};
 
-use crate::support::{Options, TOKEN, TestApp, send};
-
-/// Everything written by the subscriber.
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Buffer {
-    type Writer = Buffer;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl Buffer {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(
-            &self
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
-        .into_owned()
-    }
-}
+use crate::support::{Options, TOKEN, TestApp, capture_logs, send};
 
 // current_thread: every task of the app, the simulator and reqwest runs on this thread,
 // so the thread-local subscriber sees all of them.
 #[tokio::test(flavor = "current_thread")]
 async fn no_secret_reaches_the_logs_at_trace_level() {
-    let buffer = Buffer::default();
-    let subscriber = tracing_subscriber::registry()
-        .with(EnvFilter::new("trace"))
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(buffer.clone())
-                .with_ansi(false),
-        )
-        .with(
-            tracing_subscriber::fmt::layer()
-                .json()
-                .with_current_span(true)
-                .with_span_list(true)
-                .with_writer(buffer.clone()),
-        );
-    // tracing caches, process-wide, whether each log site is wanted; with one subscriber
-    // registered it asks whichever thread logs first (possibly another test's, with none).
-    // A second registered subscriber makes it ask every registered one, this one included.
-    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let capture = capture_logs(|buffer| {
+        tracing_subscriber::registry()
+            .with(EnvFilter::new("trace"))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(buffer.clone())
+                    .with_ansi(false),
+            )
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(true)
+                    .with_writer(buffer),
+            )
+    });
+    let buffer = &capture.logs;
 
     let api_key = "it-api-key-QUOKKA";
     let api_secret = "it-api-secret-PANGOLIN";
@@ -182,23 +137,20 @@ async fn no_secret_reaches_the_logs_at_trace_level() {
 
 /// Runs `work` with every log line at INFO and above captured as JSON; returns the lines.
 async fn json_lines_of<F: Future<Output = ()>>(work: F) -> Vec<serde_json::Value> {
-    let buffer = Buffer::default();
-    let subscriber = tracing_subscriber::registry()
-        .with(EnvFilter::new("info"))
-        .with(
-            tracing_subscriber::fmt::layer()
-                .json()
-                .with_current_span(true)
-                .with_span_list(true)
-                .with_writer(buffer.clone()),
-        );
-    // tracing caches, process-wide, whether each log site is wanted; with one subscriber
-    // registered it asks whichever thread logs first (possibly another test's, with none).
-    // A second registered subscriber makes it ask every registered one, this one included.
-    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let capture = capture_logs(|buffer| {
+        tracing_subscriber::registry()
+            .with(EnvFilter::new("info"))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(true)
+                    .with_writer(buffer),
+            )
+    });
     work.await;
-    buffer
+    capture
+        .logs
         .text()
         .lines()
         .map(|line| serde_json::from_str(line).expect("one JSON object per line"))

@@ -2,8 +2,9 @@
 //! an in-process idenfy-sim; plus JSON redaction for snapshots.
 
 use std::{
+    io::Write,
     sync::{
-        Arc,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -18,6 +19,7 @@ use idenfy_client::Secret;
 use idenfy_core::Environment;
 use idenfy_sim::{Sim, SimConfig, SimHandle};
 use serde_json::Value;
+use tracing_subscriber::fmt::MakeWriter;
 
 pub const TOKEN: &str = "test-internal-token-0123456789abcdef";
 pub const USER: &str = "user-sig-digest-1";
@@ -266,5 +268,65 @@ pub fn redact(value: &Value) -> Value {
         ),
         Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
         other => other.clone(),
+    }
+}
+
+/// Everything a test's log subscriber writes. Clones share the buffer.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Captured {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
+    }
+}
+
+/// This thread's logs, captured while it lives (use a `current_thread` runtime, so that the
+/// app's tasks log on this thread too).
+pub struct LogCapture {
+    pub logs: Captured,
+    _guard: tracing::dispatcher::DefaultGuard,
+    _second: tracing::Dispatch,
+}
+
+/// Captures this thread's logs with the subscriber `subscriber` builds around the buffer.
+pub fn capture_logs<S>(subscriber: impl FnOnce(Captured) -> S) -> LogCapture
+where
+    S: tracing::Subscriber + Send + Sync + 'static,
+{
+    let logs = Captured::default();
+    let capture = tracing::Dispatch::new(subscriber(logs.clone()));
+    // tracing caches, process-wide, whether each log site is wanted; with one subscriber
+    // registered it asks whichever thread logs first (possibly another test's, with none)
+    // and caches "never". A second registered subscriber makes it ask every registered
+    // one, this one included.
+    let second = tracing::Dispatch::new(tracing_subscriber::registry());
+    let guard = tracing::dispatcher::set_default(&capture);
+    LogCapture {
+        logs,
+        _guard: guard,
+        _second: second,
     }
 }

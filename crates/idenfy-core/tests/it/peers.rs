@@ -6,9 +6,9 @@
 use std::{sync::Arc, time::Duration};
 
 use idenfy_core::{
-    Clock, Interest, ScanRef, Sessions, Timestamp, VerificationStatus,
+    Clock, Interest, RowId, ScanRef, Sessions, Timestamp, VerificationStatus,
     memory::{MemoryIntentStore, MemoryLock, MemoryParentStore, MemoryRowStore, delay},
-    resolver::Outcome,
+    resolver::{Outcome, Resolution, ResolveError},
     testing::ScriptedIdenfy,
 };
 
@@ -145,6 +145,26 @@ async fn a_peer_whose_answer_is_late_is_waited_for_a_bounded_time() {
     polling.abort();
 }
 
+/// Resolves `row` for its owner, the caller leaving after `leave_after`: what the run gave
+/// (`None`: stopped) and its interest.
+async fn resolve_leaving_after(
+    h: &Harness,
+    row: &RowId,
+    leave_after: Duration,
+) -> (Option<Result<Resolution, ResolveError>>, Interest) {
+    let interest = Interest::new();
+    let leaver = interest.clone();
+    let caller = owner();
+    let (result, ()) = futures::join!(
+        interest.run(h.sessions.resolve_with(row.as_str(), &caller, &interest)),
+        async move {
+            tokio::time::sleep(leave_after).await;
+            leaver.lose();
+        }
+    );
+    (result, interest)
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_poll_whose_caller_left_before_its_first_write_changes_nothing() {
     let h = Harness::with(Options {
@@ -152,16 +172,7 @@ async fn a_poll_whose_caller_left_before_its_first_write_changes_nothing() {
         ..Default::default()
     });
     let row = h.seed(Seed::default()).await;
-    let interest = Interest::new();
-    let leaver = interest.clone();
-    let caller = owner();
-    let (result, ()) = futures::join!(
-        interest.run(h.sessions.resolve_with(row.id.as_str(), &caller, &interest)),
-        async move {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            leaver.lose();
-        }
-    );
+    let (result, interest) = resolve_leaving_after(&h, &row.id, Duration::from_millis(50)).await;
     assert!(result.is_none(), "stopped while reading the row");
     assert!(!interest.is_committed());
     let stored = h.row(&row.id).await;
@@ -176,17 +187,8 @@ async fn a_recovery_whose_caller_left_still_persists_its_token() {
         ..Default::default()
     });
     let row = h.seed(Seed::expired()).await;
-    let interest = Interest::new();
-    let leaver = interest.clone();
-    let caller = owner();
-    let (result, ()) = futures::join!(
-        interest.run(h.sessions.resolve_with(row.id.as_str(), &caller, &interest)),
-        async move {
-            // Mid-mint: the token is being billed.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            leaver.lose();
-        }
-    );
+    // The caller leaves mid-mint: the token is being billed.
+    let (result, _) = resolve_leaving_after(&h, &row.id, Duration::from_millis(100)).await;
     let resolution = result
         .expect("committed work runs to its end")
         .expect("resolves");
