@@ -14,11 +14,18 @@
 //! A permit is held by the request and by the work it hands to its own task, so work that
 //! runs on after its caller left (a mint and its persist, a webhook write) still counts:
 //! abandoned work cannot pile up beyond the budget.
+//!
+//! The configured budget is a ceiling. The limit in force adapts to how long admitted
+//! work takes (additive increase, multiplicative decrease): while work takes longer than
+//! [`SLOW`] — the store answers in seconds, not milliseconds — the limit halves (at most
+//! every [`CUT_EVERY`], never below a sixteenth of the ceiling), so that a store that cannot
+//! keep up sees fewer requests at once and answers them in time instead of timing all of
+//! them out; each quick completion adds back `1/limit`. A fast store never triggers it.
 
 use std::{
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -28,7 +35,6 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{Quiet, error::ApiError};
 
@@ -80,12 +86,98 @@ impl Class {
     }
 }
 
+/// Admitted work slower than this is a sign that the store (or iDenfy) cannot keep up with
+/// what is in flight: the limit in force is cut. A poll that waits for a peer's answer
+/// waits at most a second, a cached one takes milliseconds.
+pub const SLOW: Duration = Duration::from_secs(2);
+/// At most one cut per this interval, so one burst of slow completions counts once.
+pub const CUT_EVERY: Duration = Duration::from_millis(500);
+
+/// One class's budget: the ceiling and the limit in force (see the module docs).
+#[derive(Debug)]
+struct Budget {
+    ceiling: usize,
+    floor: usize,
+    /// The limit in force, in thousandths (increases come in fractions).
+    limit_milli: AtomicUsize,
+    in_flight: AtomicUsize,
+    last_cut: Mutex<Option<Instant>>,
+}
+
+impl Budget {
+    fn new(ceiling: usize) -> Arc<Self> {
+        let ceiling = ceiling.max(1);
+        Arc::new(Self {
+            ceiling,
+            floor: (ceiling / 16).max(1),
+            limit_milli: AtomicUsize::new(ceiling.saturating_mul(1000)),
+            in_flight: AtomicUsize::new(0),
+            last_cut: Mutex::new(None),
+        })
+    }
+
+    fn limit(&self) -> usize {
+        (self.limit_milli.load(Ordering::Relaxed) / 1000).clamp(self.floor, self.ceiling)
+    }
+
+    fn try_enter(self: &Arc<Self>) -> Option<Permit> {
+        let limit = self.limit();
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()?;
+        Some(Permit {
+            budget: Arc::clone(self),
+            started: Instant::now(),
+        })
+    }
+
+    fn leave(&self, took: Duration) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if took >= SLOW {
+            let mut last = self.last_cut.lock().unwrap_or_else(PoisonError::into_inner);
+            if last.is_some_and(|at| at.elapsed() < CUT_EVERY) {
+                return;
+            }
+            *last = Some(Instant::now());
+            let floor = self.floor.saturating_mul(1000);
+            let _ = self
+                .limit_milli
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |milli| {
+                    Some((milli / 2).max(floor))
+                });
+        } else {
+            let ceiling = self.ceiling.saturating_mul(1000);
+            let _ = self
+                .limit_milli
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |milli| {
+                    let limit = (milli / 1000).max(1);
+                    Some(milli.saturating_add(1000 / limit).min(ceiling))
+                });
+        }
+    }
+}
+
+/// A place in a budget; returned (and its time counted) when dropped.
+#[derive(Debug)]
+struct Permit {
+    budget: Arc<Budget>,
+    started: Instant,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.budget.leave(self.started.elapsed());
+    }
+}
+
 /// The budgets of one replica.
 #[derive(Debug)]
 pub struct Admission {
     limits: AdmissionLimits,
-    polls: Arc<Semaphore>,
-    priority: Arc<Semaphore>,
+    polls: Arc<Budget>,
+    priority: Arc<Budget>,
     /// Requests shed since the last warning, and when that was.
     shed_since_warning: AtomicU64,
     last_warning: Mutex<Option<Instant>>,
@@ -98,8 +190,8 @@ impl Admission {
     pub fn new(limits: AdmissionLimits) -> Self {
         Self {
             limits,
-            polls: Arc::new(Semaphore::new(limits.polls)),
-            priority: Arc::new(Semaphore::new(limits.priority)),
+            polls: Budget::new(limits.polls),
+            priority: Budget::new(limits.priority),
             shed_since_warning: AtomicU64::new(0),
             last_warning: Mutex::new(None),
         }
@@ -120,8 +212,8 @@ impl Admission {
         tracing::warn!(
             class = class.as_str(),
             shed,
-            polls_limit = self.limits.polls,
-            priority_limit = self.limits.priority,
+            limit = self.budget(class).limit(),
+            ceiling = self.budget(class).ceiling,
             "over the in-flight budget: refusing requests with 503 + Retry-After"
         );
     }
@@ -130,7 +222,7 @@ impl Admission {
         self.limits
     }
 
-    fn semaphore(&self, class: Class) -> &Arc<Semaphore> {
+    fn budget(&self, class: Class) -> &Arc<Budget> {
         match class {
             Class::Poll => &self.polls,
             Class::Priority => &self.priority,
@@ -139,24 +231,25 @@ impl Admission {
 
     /// A permit, or `None` at once when the class's budget is spent.
     pub fn try_admit(&self, class: Class) -> Option<Admitted> {
-        let permit = Arc::clone(self.semaphore(class)).try_acquire_owned().ok()?;
+        let permit = self.budget(class).try_enter()?;
         Some(Admitted(Arc::new(permit)))
     }
 
     /// Requests of `class` in flight now (their spawned work included).
     pub fn in_flight(&self, class: Class) -> usize {
-        let limit = match class {
-            Class::Poll => self.limits.polls,
-            Class::Priority => self.limits.priority,
-        };
-        limit.saturating_sub(self.semaphore(class).available_permits())
+        self.budget(class).in_flight.load(Ordering::Acquire)
+    }
+
+    /// The limit in force for `class` (at most its configured ceiling).
+    pub fn limit(&self, class: Class) -> usize {
+        self.budget(class).limit()
     }
 }
 
 /// Proof of admission, in the request's extensions. Clones share the one permit, which is
 /// returned when the last clone is dropped.
 #[derive(Clone, Debug)]
-pub struct Admitted(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
+pub struct Admitted(#[allow(dead_code)] Arc<Permit>);
 
 /// Middleware of the admitted routes: a permit, or 503 at once.
 pub async fn admit(
@@ -206,6 +299,31 @@ mod tests {
         drop((second, webhook));
         assert_eq!(admission.in_flight(Class::Poll), 0);
         assert_eq!(admission.in_flight(Class::Priority), 0);
+    }
+
+    #[test]
+    fn slow_work_halves_the_limit_and_quick_work_brings_it_back() {
+        let budget = Budget::new(160);
+        assert_eq!(budget.limit(), 160);
+        budget.in_flight.fetch_add(1, Ordering::AcqRel);
+        budget.leave(SLOW);
+        assert_eq!(budget.limit(), 80, "halved");
+        budget.in_flight.fetch_add(1, Ordering::AcqRel);
+        budget.leave(SLOW);
+        assert_eq!(budget.limit(), 80, "one cut per interval");
+        *budget.last_cut.lock().expect("lock") = None;
+        for _ in 0..10 {
+            budget.in_flight.fetch_add(1, Ordering::AcqRel);
+            budget.leave(SLOW);
+            *budget.last_cut.lock().expect("lock") = None;
+        }
+        assert_eq!(budget.limit(), 10, "never below a sixteenth of the ceiling");
+        for _ in 0..20_000 {
+            budget.in_flight.fetch_add(1, Ordering::AcqRel);
+            budget.leave(Duration::from_millis(1));
+        }
+        assert_eq!(budget.limit(), 160, "back at the ceiling, never above");
+        assert_eq!(budget.in_flight.load(Ordering::Acquire), 0);
     }
 
     #[test]
