@@ -103,6 +103,7 @@ pub fn document() -> Value {
                 "201": json_response("Created", "Created"),
                 "200": json_response("Replayed (same Idempotency-Key)", "Created"),
                 "400": error_response("Invalid body or Idempotency-Key"),
+                "415": error_response("Content-Type must be application/json"),
                 "401": error_response("Missing or invalid service token"),
                 "409": error_response("A request with this Idempotency-Key is in progress (Retry-After)"),
                 "422": error_response("Idempotency-Key was already used for a different request"),

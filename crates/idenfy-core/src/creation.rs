@@ -18,6 +18,9 @@ use crate::{
     resolver::chrono_duration,
 };
 
+/// The longest `retryAfterMs` of an in-progress answer for an Idempotency-Key.
+pub const IN_PROGRESS_RETRY_MS: u64 = 1000;
+
 /// `POST /internal/sessions`.
 #[derive(Clone, Debug)]
 pub struct CreateRequest {
@@ -212,10 +215,12 @@ where
                 let created = self.result_of(&existing).await?;
                 Ok(Begin::Replay(Box::new(created)))
             }
+            // The first request usually ends within a token call: retry soon (it is then
+            // replayed), not when its claim would lapse (up to the claim's whole TTL).
             IntentState::Pending if existing.claimed_until > now => Err(CreateError::InProgress {
                 retry_after_ms: u64::try_from((existing.claimed_until - now).num_milliseconds())
-                    .unwrap_or(1000)
-                    .max(1),
+                    .unwrap_or(IN_PROGRESS_RETRY_MS)
+                    .clamp(1, IN_PROGRESS_RETRY_MS),
             }),
             IntentState::Pending | IntentState::Failed => {
                 let claim_id = Nonce::random();

@@ -51,11 +51,13 @@ pub fn check_service_token(headers: &HeaderMap, expected: Option<&Secret>) -> Re
     if values.next().is_some() {
         return Err(refused());
     }
+    // The scheme is case-insensitive (RFC 9110 §11.1); the token is not.
     let given = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .ok_or_else(refused)?;
     let same = given.len() == expected.expose().len()
         && bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes()));
@@ -94,5 +96,27 @@ mod tests {
         assert!(check_service_token(&headers, Some(&token)).is_ok());
         assert!(check_service_token(&headers, None).is_err());
         assert!(check_service_token(&headers, Some(&Secret::new("t".repeat(31)))).is_err());
+    }
+
+    #[test]
+    fn the_scheme_is_case_insensitive_and_the_token_is_not() {
+        let token = Secret::new("t".repeat(32));
+        let with = |value: String| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::AUTHORIZATION,
+                HeaderValue::from_str(&value).expect("ascii"),
+            );
+            check_service_token(&headers, Some(&token))
+        };
+        for scheme in ["bearer", "BEARER", "Bearer", "bEaReR"] {
+            assert!(
+                with(format!("{scheme} {}", "t".repeat(32))).is_ok(),
+                "{scheme}"
+            );
+        }
+        assert!(with(format!("Bearer {}", "T".repeat(32))).is_err());
+        assert!(with(format!("Basic {}", "t".repeat(32))).is_err());
+        assert!(with(format!("Bearer{}", "t".repeat(32))).is_err());
     }
 }

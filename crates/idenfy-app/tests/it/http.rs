@@ -312,9 +312,43 @@ async fn bad_create_bodies_are_400_json() {
     .await;
     assert_eq!(code, 400);
     assert_json_snapshot!("create_invalid_idempotency_key", body);
-    assert!(
-        app.sim.counters().tokens_minted_by_client.is_empty(),
-        "nothing minted"
+    // A JSON body sent as something else, or with no Content-Type, is 415.
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
+        let mut request = app
+            .http
+            .post(app.url("/internal/sessions"))
+            .bearer_auth(TOKEN)
+            .body(json!({ "sigDigest": USER, "flow": "gov-id" }).to_string());
+        if let Some(content_type) = content_type {
+            request = request.header("Content-Type", content_type);
+        }
+        let (code, body) = send(request).await;
+        assert_eq!(code, 415, "{content_type:?}: {body}");
+        assert_eq!(
+            body,
+            json!({ "error": "Content-Type must be application/json" })
+        );
+    }
+    let (code, body) = send(
+        app.http
+            .post(app.url("/internal/sessions"))
+            .header("Authorization", format!("bearer {TOKEN}"))
+            .header("Content-Type", "application/json; charset=utf-8")
+            .body(json!({ "sigDigest": "someone-lowercase", "flow": "gov-id" }).to_string()),
+    )
+    .await;
+    assert_eq!(
+        code, 201,
+        "a lowercase scheme and a charset are fine: {body}"
+    );
+    assert_eq!(
+        app.sim.counters().tokens_minted_by_client.len(),
+        1,
+        "only the valid request minted"
     );
 }
 
