@@ -331,6 +331,8 @@ async fn a_recovery_cut_off_by_the_deadline_still_persists_its_token() {
     let created = crate::support::Created::from(&body);
     assert!(sim.expire_token(&created.scan_ref));
     sim.set_latency(idenfy_sim::Endpoint::Token, Duration::from_millis(800));
+    // A token just minted is not polled within the (1 ms) interval: let it pass.
+    tokio::time::sleep(Duration::from_millis(10)).await;
 
     let status = format!("{base}/idenfy-sessions/{}/status", created.row);
     let (code, body) = send(http.get(&status).header("X-Holo-User-Id", USER)).await;
