@@ -235,12 +235,9 @@ where
             let fresh = self.reread(&row.id).await?;
             return self.after_peer_poll(fresh, &row.scan_ref, interest).await;
         }
-        if self.peer_poll_in_flight(&row, now).is_some() {
-            return self
-                .after_peer_poll(row.clone(), &row.scan_ref, interest)
-                .await;
-        }
-        Ok(self.cached_or_pending(&row, now))
+        // Not due: the stored state, unless a peer's answer is about to land.
+        let polled = row.scan_ref.clone();
+        self.after_peer_poll(row, &polled, interest).await
     }
 
     /// When a peer claimed the row's status poll less than [`PEER_POLL_WAIT`] ago and its

@@ -175,7 +175,6 @@ impl Drop for Permit {
 /// The budgets of one replica.
 #[derive(Debug)]
 pub struct Admission {
-    limits: AdmissionLimits,
     polls: Arc<Budget>,
     priority: Arc<Budget>,
     /// Requests shed since the last warning, and when that was.
@@ -189,7 +188,6 @@ const SHED_WARNING_EVERY: Duration = Duration::from_secs(10);
 impl Admission {
     pub fn new(limits: AdmissionLimits) -> Self {
         Self {
-            limits,
             polls: Budget::new(limits.polls),
             priority: Budget::new(limits.priority),
             shed_since_warning: AtomicU64::new(0),
@@ -216,10 +214,6 @@ impl Admission {
             ceiling = self.budget(class).ceiling,
             "over the in-flight budget: refusing requests with 503 + Retry-After"
         );
-    }
-
-    pub fn limits(&self) -> AdmissionLimits {
-        self.limits
     }
 
     fn budget(&self, class: Class) -> &Arc<Budget> {

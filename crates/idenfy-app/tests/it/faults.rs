@@ -21,7 +21,7 @@ use idenfy_sim::{Sim, SimConfig};
 use insta::assert_json_snapshot;
 use serde_json::json;
 
-use crate::support::{TOKEN, USER, send};
+use crate::support::{TOKEN, USER, send, serve, sessions_with_rows};
 
 /// A [`RowStore`] that fails every call while `down` is set.
 #[derive(Clone, Debug)]
@@ -171,33 +171,16 @@ impl RowStore for Flaky {
     }
 }
 
-async fn serve(router: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    base
-}
-
 #[tokio::test]
 async fn a_store_outage_is_503_and_a_webhook_500_without_details() {
     let sim = Sim::start(SimConfig::default()).await.expect("sim");
-    let template = memory_sessions(&sim, Environment::Live, Duration::from_millis(1)).expect("s");
     let down = Arc::new(AtomicBool::new(false));
-    let sessions = Sessions::new(
+    let sessions = sessions_with_rows(
+        &sim,
         Flaky {
             inner: MemoryRowStore::new(),
             down: down.clone(),
         },
-        template.parents,
-        template.intents,
-        template.lock,
-        template.idenfy,
-        template.clock,
-        template.settings,
     );
     let state = AppState::new(Arc::new(sessions), idenfy_app::metrics::handle())
         .with_internal_token(Secret::new(TOKEN));
@@ -258,15 +241,9 @@ async fn a_store_outage_is_503_and_a_webhook_500_without_details() {
 #[tokio::test]
 async fn slow_handlers_answer_503_json_within_the_route_timeouts() {
     let sim = Sim::start(SimConfig::default()).await.expect("sim");
-    let template = memory_sessions(&sim, Environment::Live, Duration::from_millis(1)).expect("s");
-    let sessions = Sessions::new(
+    let sessions = sessions_with_rows(
+        &sim,
         MemoryRowStore::new().with_delay(delay(|| tokio::time::sleep(Duration::from_millis(500)))),
-        template.parents,
-        template.intents,
-        template.lock,
-        template.idenfy,
-        template.clock,
-        template.settings,
     );
     let state =
         AppState::new(Arc::new(sessions), idenfy_app::metrics::handle()).with_timeouts(Timeouts {

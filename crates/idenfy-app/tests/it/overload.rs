@@ -12,18 +12,14 @@ use std::{
 
 use idenfy_app::{
     AppState, Timeouts,
-    dev::memory_sessions,
     http::admission::{Admission, AdmissionLimits, Class},
 };
 use idenfy_client::Secret;
-use idenfy_core::{
-    Environment, Sessions,
-    memory::{MemoryRowStore, delay},
-};
+use idenfy_core::memory::{MemoryRowStore, delay};
 use idenfy_sim::{Sim, SimConfig};
 use serde_json::json;
 
-use crate::support::{TOKEN, USER, send};
+use crate::support::{TOKEN, USER, send, serve, sessions_with_rows};
 
 /// An app whose row store takes `store_pause` per call while `slow` is set.
 struct SlowApp {
@@ -36,10 +32,10 @@ struct SlowApp {
 
 async fn slow_app(limits: AdmissionLimits, store_pause: Duration, timeouts: Timeouts) -> SlowApp {
     let sim = Sim::start(SimConfig::default()).await.expect("sim");
-    let template = memory_sessions(&sim, Environment::Live, Duration::from_millis(1)).expect("s");
     let slow = Arc::new(AtomicBool::new(false));
     let switch = slow.clone();
-    let sessions = Sessions::new(
+    let sessions = sessions_with_rows(
+        &sim,
         MemoryRowStore::new().with_delay(delay(move || {
             let slow = switch.load(Ordering::SeqCst);
             async move {
@@ -48,26 +44,13 @@ async fn slow_app(limits: AdmissionLimits, store_pause: Duration, timeouts: Time
                 }
             }
         })),
-        template.parents,
-        template.intents,
-        template.lock,
-        template.idenfy,
-        template.clock,
-        template.settings,
     );
     let state = AppState::new(Arc::new(sessions), idenfy_app::metrics::handle())
         .with_internal_token(Secret::new(TOKEN))
         .with_admission(limits)
         .with_timeouts(timeouts);
     let admission = state.admission.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let router = idenfy_app::router(state);
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
+    let base = serve(idenfy_app::router(state)).await;
     SlowApp {
         base,
         admission,

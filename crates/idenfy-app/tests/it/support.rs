@@ -330,3 +330,41 @@ where
         _second: second,
     }
 }
+
+/// The in-memory sessions of `memory_sessions` (1 ms poll interval), with `rows` as their
+/// row store: a store that fails, stalls or counts.
+pub fn sessions_with_rows<R: idenfy_core::RowStore>(
+    sim: &SimHandle,
+    rows: R,
+) -> idenfy_core::Sessions<
+    R,
+    idenfy_core::memory::MemoryParentStore,
+    idenfy_core::memory::MemoryIntentStore,
+    idenfy_core::memory::MemoryLock,
+    idenfy_client::IdenfyClient,
+    idenfy_core::SystemClock,
+> {
+    let template =
+        memory_sessions(sim, Environment::Live, Duration::from_millis(1)).expect("sessions");
+    idenfy_core::Sessions::new(
+        rows,
+        template.parents,
+        template.intents,
+        template.lock,
+        template.idenfy,
+        template.clock,
+        template.settings,
+    )
+}
+
+/// Serves `router` on a loopback port until the test ends; returns its base URL.
+pub async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let base = format!("http://{}", listener.local_addr().expect("local addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    base
+}
