@@ -4,7 +4,7 @@ use dev_services::Backend;
 
 use crate::shell::{self, Phases, cargo};
 
-/// fmt, clippy, the production build, cargo-deny (installed on first use), then the tests
+/// fmt, clippy, the production build, `cargo doc` (warnings denied), cargo-deny (installed on first use), then the tests
 /// against real services,
 /// then `bench --quick` and `chaos --quick`.
 /// Stops at the first failing phase; prints each phase's time and a summary either way.
@@ -44,6 +44,10 @@ async fn all(phases: &mut Phases, backend: Backend) -> anyhow::Result<()> {
             ])),
         )
         .await?;
+    // The crate docs: every intra-doc link resolves and rustdoc has nothing to warn about.
+    let mut doc = with_args(&["doc", "--workspace", "--no-deps"]);
+    doc.env("RUSTDOCFLAGS", "-D warnings");
+    phases.run("doc", shell::run(doc)).await?;
     phases.run("deny", deny()).await?;
     phases
         .run("test", crate::run_tests::run(backend, &[]))

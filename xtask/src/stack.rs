@@ -739,7 +739,7 @@ pub(crate) fn doc_int(doc: &mongodb::bson::Document, key: &str) -> Option<i64> {
     }
 }
 
-/// The resident set of a process in KiB (`VmRSS` of /proc/<pid>/status).
+/// The resident set of a process in KiB (`VmRSS` of `/proc/<pid>/status`).
 pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status

@@ -32,7 +32,7 @@ pub use layout::Layout;
 pub use local::JAVA_SERVER_STORAGE_VAR;
 pub use services::{Up, down, down_in, status, up, up_in};
 pub use state::{MongoServer, ServiceState, State};
-pub use testing::{MongoControl, ValkeyControl, unique_name, urls_for_test};
+pub use testing::{MongoControl, ValkeyControl, program_for_test, unique_name, urls_for_test};
 
 /// Environment variable naming the MongoDB connection string tests use.
 pub const MONGODB_URI_VAR: &str = "MONGODB_URI";

@@ -66,6 +66,31 @@ pub fn urls_for_test(test: &str) -> Option<ServiceUrls> {
     None
 }
 
+/// A program a test runs (e.g. `promtool`), found on `PATH`. When it is missing: panics
+/// under the same rule as [`urls_for_test`] (CI never passes by skipping), otherwise prints
+/// `skipping <test>: ...` to stderr and returns `None`.
+pub fn program_for_test(test: &str, program: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    });
+    if found.is_some() {
+        return found;
+    }
+    if services_required() {
+        panic!(
+            "{test}: `{program}` is not on PATH (`.ci/run install` provides it). Skipping is not \
+             allowed because CI or {REQUIRE_SERVICES_VAR}=1 is set."
+        );
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipping {test}: `{program}` is not on PATH (`.ci/run install` provides it)"
+    );
+    None
+}
+
 /// Whether a missing server must fail the test rather than skip it.
 fn services_required() -> bool {
     let ci = std::env::var("CI").is_ok_and(|value| {

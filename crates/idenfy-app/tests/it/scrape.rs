@@ -1,5 +1,6 @@
 //! The `/metrics` scrape after traffic: every family described, histograms rather than
-//! summaries, the documented counters present at 0, and a bounded `method` label.
+//! summaries, the documented counters present at 0, and a bounded `method` label; and
+//! Prometheus's own linter, `promtool check metrics`, finds nothing to say about it.
 
 use crate::support::{TestApp, USER, send};
 
@@ -57,4 +58,39 @@ async fn every_family_has_help_and_made_up_methods_do_not_grow_the_scrape() {
         "made-up methods are labelled `other`"
     );
     assert!(scrape.contains("method=\"other\""));
+
+    promtool_finds_nothing(scrape);
+}
+
+/// `promtool check metrics` reads the scrape on stdin and exits non-zero on any problem
+/// (missing HELP, bad unit suffixes, counters without `_total`, ...).
+fn promtool_finds_nothing(scrape: &str) {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+
+    let test = "every_family_has_help_and_made_up_methods_do_not_grow_the_scrape";
+    let Some(promtool) = dev_services::program_for_test(test, "promtool") else {
+        return;
+    };
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(scrape.as_bytes())
+        .expect("scrape written to promtool");
+    let output = child.wait_with_output().expect("promtool finishes");
+    assert!(
+        output.status.success() && output.stdout.is_empty() && output.stderr.is_empty(),
+        "promtool check metrics: {}\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
