@@ -34,7 +34,40 @@ pub(crate) struct Args {
     /// default) or ferretdb (serialised writes), both started by the local backend.
     #[arg(long, env = dev_services::MONGO_SERVER_VAR, default_value = "mongo-java-server", value_parser = crate::parse_mongo)]
     pub(crate) mongo: MongoServer,
+    /// Run only the scenarios whose name contains one of these comma-separated texts
+    /// (case-insensitive), e.g. `--only webhooks` or `--only cached,overload`; the report
+    /// then goes to `report-only*.md` so it never replaces a full run's.
+    #[arg(long)]
+    pub(crate) only: Option<String>,
 }
+
+impl Args {
+    /// Whether the scenario `name` runs: a part of `--only` that is a scenario's whole name
+    /// selects just that one (`herd`), any other part every name containing it.
+    fn wants(&self, name: &str) -> bool {
+        self.only.as_deref().is_none_or(|only| {
+            only.split(',')
+                .map(|part| part.trim().to_lowercase())
+                .filter(|part| !part.is_empty())
+                .any(|part| {
+                    if SCENARIOS.contains(&part.as_str()) {
+                        part == name
+                    } else {
+                        name.contains(&part)
+                    }
+                })
+        })
+    }
+}
+
+/// The scenarios, in the order they run (names as in the report and for `--only`).
+const SCENARIOS: [&str; 5] = [
+    "cached poll",
+    "herd",
+    "herd with webhooks",
+    "reconcile",
+    "overload",
+];
 
 /// Sizes of one run.
 #[derive(Debug, Clone)]
@@ -151,7 +184,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let report = result?;
     let out = stack::bench_dir();
     std::fs::create_dir_all(&out)?;
-    let stem = if args.quick { "report-quick" } else { "report" };
+    let stem = match (args.quick, args.only.is_some()) {
+        (true, false) => "report-quick",
+        (false, false) => "report",
+        (true, true) => "report-quick-only",
+        (false, true) => "report-only",
+    };
     let previous = Previous::load(&out.join(format!("{stem}.json")));
     let markdown = report.markdown(&previous);
     println!("\n{markdown}");
@@ -199,30 +237,30 @@ async fn measure(
     let result = async {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let idle = stack::rss_kib(stack.apps[0].pid).unwrap_or(0);
-        // A scenario that cannot finish is reported, and the others still run.
-        let peak = match cached_poll(&stack, sizes, &mut report).await {
-            Ok(peak) => peak,
-            Err(error) => {
-                report.error("cached poll", &error);
-                0
+        // A scenario that cannot finish is reported, and the others still run. Each starts
+        // on empty collections, as it would on a fresh deployment: on FerretDB every lookup
+        // scans its whole collection, so one scenario's rows would slow the next one down.
+        let mut peak = 0;
+        for name in SCENARIOS.into_iter().filter(|name| args.wants(name)) {
+            settle(&stack).await;
+            if let Err(error) = stack.clear_data().await {
+                report.error(name, &error);
+                continue;
             }
-        };
-        settle(&stack).await;
-        if let Err(error) = herd_bench(&stack, sizes, &mut report).await {
-            report.error("herd", &error);
-        }
-        settle(&stack).await;
-        if let Err(error) = webhook_herd(&stack, sizes, &mut report).await {
-            report.error("herd with webhooks", &error);
-        }
-        settle(&stack).await;
-        if let Err(error) = reconcile(&stack, sizes, &mut report).await {
-            report.error("reconcile", &error);
-        }
-        // Last: whatever backlog it leaves cannot spill into another scenario.
-        settle(&stack).await;
-        if let Err(error) = overload(&stack, sizes, &mut report).await {
-            report.error("overload", &error);
+            let result = match name {
+                "cached poll" => cached_poll(&stack, sizes, &mut report)
+                    .await
+                    .map(|p| peak = p),
+                "herd" => herd_bench(&stack, sizes, &mut report).await,
+                "herd with webhooks" => webhook_herd(&stack, sizes, &mut report).await,
+                "reconcile" => reconcile(&stack, sizes, &mut report).await,
+                // Last: whatever backlog it leaves cannot spill into another scenario.
+                "overload" => overload(&stack, sizes, &mut report).await,
+                other => unreachable!("unknown scenario {other}"),
+            };
+            if let Err(error) = result {
+                report.error(name, &error);
+            }
         }
         report.add(
             "memory",
@@ -231,13 +269,15 @@ async fn measure(
             "MiB",
             None,
         );
-        report.add(
-            "memory",
-            "peak RSS under the cached-poll load",
-            peak as f64 / 1024.0,
-            "MiB",
-            None,
-        );
+        if peak > 0 {
+            report.add(
+                "memory",
+                "peak RSS under the cached-poll load",
+                peak as f64 / 1024.0,
+                "MiB",
+                None,
+            );
+        }
         anyhow::Ok(())
     }
     .await;

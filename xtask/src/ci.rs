@@ -60,6 +60,7 @@ async fn all(phases: &mut Phases, backend: Backend) -> anyhow::Result<()> {
                 quick: true,
                 backend,
                 mongo: dev_services::MongoServer::JavaServer,
+                only: None,
             }),
         )
         .await?;

@@ -474,6 +474,19 @@ impl Stack {
             .collection("idenfysessions")
     }
 
+    /// Deletes every document of the apps' database (their indexes stay), so that a scenario
+    /// starts as on a fresh deployment.
+    pub(crate) async fn clear_data(&self) -> anyhow::Result<()> {
+        let database = self.mongo.database(&self.database);
+        for name in database.list_collection_names().await? {
+            database
+                .collection::<mongodb::bson::Document>(&name)
+                .delete_many(mongodb::bson::doc! {})
+                .await?;
+        }
+        Ok(())
+    }
+
     /// `POST /internal/sessions` on app `app`: a parent plus its iDenfy row. Setting up is
     /// not what is measured, so a 503 or a lost connection is retried (a few times, with the
     /// same `Idempotency-Key`, so a retry never mints twice).
