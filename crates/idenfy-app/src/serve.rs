@@ -289,9 +289,15 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         sandbox = config.sandbox.is_some(),
         "idenfy-app serving"
     );
+    if !config.cors_allowed_origins.is_empty() {
+        tracing::info!(
+            origins = ?config.cors_allowed_origins,
+            "CORS: these origins may call the user routes"
+        );
+    }
     crate::listener::serve(
         listener,
-        crate::http::router(state),
+        crate::http::with_cors(crate::http::router(state), &config.cors_allowed_origins),
         config.connections,
         shutdown_signal(),
     )
