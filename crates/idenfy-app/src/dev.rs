@@ -121,7 +121,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     );
     crate::listener::serve(
         listener,
-        crate::http::router(state),
+        crate::http::dev_router(state),
         ConnectionLimits::default(),
         crate::serve::shutdown_signal(),
     )
@@ -148,8 +148,7 @@ pub fn walkthrough(
         .map_or("<none>", |s| s.as_str());
     let token = token.expose();
     let wait = poll_interval.as_millis().div_ceil(1000).max(1);
-    let status =
-        format!("curl -s {app}/idenfy-sessions/{row}/status -H 'X-Holo-User-Id: {DEMO_USER}'");
+    let status = format!("curl -s {app}/idenfy-sessions/$ROW/status -H \"X-Holo-User-Id: $WHO\"");
     format!(
         r#"
 {rule}
@@ -163,33 +162,44 @@ pub fn walkthrough(
   demo session parent {parent}, iDenfy session {row}, scanRef {scan_ref}
 {rule}
 
-Walk-through (paste into bash, one step at a time):
+Walk-through (paste into bash, one step at a time). Each run starts over with a new session
+for a new identity, so it can be run again and again: a session walked through once is
+expired, replaced and approved, and the simulator then answers {{"expired":false}} and
+{{"decided":false}} for it (that scanRef is no longer ACTIVE there).
 
-# 1. Create a session. Same Idempotency-Key as the demo, so it replays it (200, "replayed": true);
-#    change the key to mint another one (201).
-curl -s -X POST {app}/internal/sessions -H 'Authorization: Bearer {token}' -H 'Idempotency-Key: {DEMO_KEY}' -H 'Content-Type: application/json' -d '{{"sigDigest":"{DEMO_USER}","flow":"gov-id"}}'; echo
+# 1. Create a session for a new identity. Sending it again with the same Idempotency-Key replays it
+#    (200, "replayed": true); the demo session above was created with the key {DEMO_KEY}.
+WHO="walkthrough-$(date +%s)-$RANDOM"
+CREATED=$(curl -s -X POST {app}/internal/sessions -H 'Authorization: Bearer {token}' -H "Idempotency-Key: $WHO" -H 'Content-Type: application/json' -d "{{\"sigDigest\":\"$WHO\",\"flow\":\"gov-id\"}}"); echo "$CREATED"
+ROW=$(echo "$CREATED" | sed -E 's/.*"idenfySessionId":"([^"]+)".*/\1/'); PARENT=$(echo "$CREATED" | sed -E 's/.*"sessionId":"([^"]+)".*/\1/'); SCAN_REF=$(echo "$CREATED" | sed -E 's/.*"idenfyScanRef":"([^"]+)".*/\1/')
+echo "identity $WHO, iDenfy session $ROW, parent $PARENT, scanRef $SCAN_REF"
 
 # 2. Its status, as the browser polls it (in_progress with its token; ACTIVE once iDenfy was asked):
 {status}; echo
 
-# 3. Expire the token at (simulated) iDenfy:
-curl -s -X POST {sim}/admin/expire -H 'Content-Type: application/json' -d '{{"scanRef":"{scan_ref}"}}'; echo
+# 3. Expire the token at (simulated) iDenfy: {{"expired":true}}. {{"expired":false}} means the scanRef is not
+#    ACTIVE at the simulator any more (already expired, replaced or decided): start again at step 1.
+curl -s -X POST {sim}/admin/expire -H 'Content-Type: application/json' -d "{{\"scanRef\":\"$SCAN_REF\"}}"; echo
 
 # 4. Poll again once the poll interval has passed: a NEW token and scanRef, recreationCount 1 (never EXPIRED):
 sleep {wait}; {status}; echo
 
 # 5. Approve the new scanRef at the simulator (or open the redirectUrl of step 4 in a browser and click Approve):
+#    {{"decided":true}}. {{"decided":false}} means it is already decided or expired: start again at step 1.
 SCAN_REF=$({status} | sed -E 's/.*"idenfyScanRef":"([^"]+)".*/\1/'); echo "$SCAN_REF"
 curl -s -X POST {sim}/admin/decide -H 'Content-Type: application/json' -d "{{\"scanRef\":\"$SCAN_REF\",\"outcome\":\"approve\"}}"; echo
 
 # 6. The simulator's signed webhook has arrived: APPROVED, status complete:
 sleep 1; {status}; echo
 
-# 7. The same through id-server's parent-keyed route, and the user's listing (no tokens):
-curl -s '{app}/session-status/v2?sid={parent}' -H 'X-Holo-User-Id: {DEMO_USER}'; echo
-curl -s {app}/idenfy-sessions -H 'X-Holo-User-Id: {DEMO_USER}'; echo
+# 7. The same through id-server's parent-keyed route, and the identity's listing (no tokens):
+curl -s "{app}/session-status/v2?sid=$PARENT" -H "X-Holo-User-Id: $WHO"; echo
+curl -s {app}/idenfy-sessions -H "X-Holo-User-Id: $WHO"; echo
 
-Also: {app}/healthz  {app}/readyz  {app}/metrics  {app}/openapi.json
+The demo session, as {DEMO_USER} sees it:
+curl -s {app}/idenfy-sessions/{row}/status -H 'X-Holo-User-Id: {DEMO_USER}'; echo
+
+Also: {app}/healthz  {app}/readyz  {app}/metrics  {app}/openapi.json  {app}/docs (API browser)
 Stop with Ctrl-C.
 "#
     )

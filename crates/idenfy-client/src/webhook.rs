@@ -10,15 +10,23 @@ use serde_json::{Map, Value};
 /// The body of an identification webhook. Only `scanRef` is required; everything else is
 /// optional because iDenfy's payloads changed over the years (e.g. `final` is absent from
 /// the 2021 shape). `Debug` shows no personal data.
+///
+/// It keeps every field, so it parses every value: a number no `f64` holds (`1e999999`), or
+/// a `startTime` that is not an integer, fails the whole parse. The service does not read
+/// webhooks with it: `idenfy_core::webhook` parses only the fields it acts on and skips the
+/// rest unparsed.
 #[derive(Clone, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookPayload {
     /// No further webhook will follow for this verification.
     #[serde(rename = "final", default)]
     pub final_: bool,
+    /// The verification the webhook is about.
     pub scan_ref: ScanRef,
+    /// The `clientId` the token was minted for (the parent session's id).
     #[serde(default)]
     pub client_id: Option<String>,
+    /// The `externalRef` given at minting, if any.
     #[serde(default)]
     pub external_ref: Option<String>,
     /// `PC`, `MOBILE`, `TABLET`, `MOBILE_APP`, `MOBILE_SDK`, `OTHER`.
@@ -30,6 +38,7 @@ pub struct WebhookPayload {
     /// Unix seconds.
     #[serde(default)]
     pub finish_time: Option<i64>,
+    /// The verification results (`null` reads as empty).
     #[serde(default, deserialize_with = "null_as_default")]
     pub status: WebhookStatus,
     /// Document and person data (personal data: never log it).
@@ -38,8 +47,10 @@ pub struct WebhookPayload {
     /// Pre-signed photo/video URLs.
     #[serde(default)]
     pub file_urls: Option<Value>,
+    /// The user's IP address (personal data).
     #[serde(default)]
     pub client_ip: Option<String>,
+    /// The country of `clientIp`.
     #[serde(default)]
     pub client_ip_country: Option<String>,
     /// `DOCUMENT_EXPIRATION` only: `DOCUMENT_EXPIRES_WITHIN_30_DAYS`, ..., `DOCUMENT_EXPIRED`.
@@ -85,21 +96,28 @@ pub struct WebhookStatus {
     /// `APPROVED`, `DENIED`, `SUSPECTED`, `EXPIRED`, ...
     #[serde(default)]
     pub overall: Option<String>,
+    /// The automatic document check's result.
     #[serde(default)]
     pub auto_document: Option<String>,
+    /// The automatic face check's result.
     #[serde(default)]
     pub auto_face: Option<String>,
+    /// The manual document review's result.
     #[serde(default)]
     pub manual_document: Option<String>,
+    /// The manual face review's result.
     #[serde(default)]
     pub manual_face: Option<String>,
+    /// Fraud indicators iDenfy raised (`null` reads as empty).
     #[serde(default, deserialize_with = "null_as_default")]
     pub fraud_tags: Vec<String>,
+    /// Data that did not match between document and input (`null` reads as empty).
     #[serde(default, deserialize_with = "null_as_default")]
     pub mismatch_tags: Vec<String>,
     /// The 2021 name of `fraudTags`.
     #[serde(default, deserialize_with = "null_as_default")]
     pub suspicion_reasons: Vec<String>,
+    /// Results of additional verification steps, verbatim.
     #[serde(default)]
     pub additional_steps: Option<Value>,
 }

@@ -594,3 +594,326 @@ async fn shutdown_closes_idle_connections_finishes_requests_in_flight_and_return
     .await
     .expect("serve task");
 }
+
+// ---------------------------------------------------------------------------------------
+// Errors in request heads: JSON like every other error
+// ---------------------------------------------------------------------------------------
+
+/// One response read off a raw connection.
+#[derive(Debug)]
+struct RawResponse {
+    status: u16,
+    /// Header names in lowercase, values trimmed.
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl RawResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Asserts this is our JSON error shape with `status`: `content-type:
+    /// application/json`, a `content-length` that is the body's, `{"error": "<non-empty>"}`
+    /// and an `x-request-id`; returns the message.
+    fn assert_json_error(&self, status: u16) -> String {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "{self:?}"
+        );
+        assert_eq!(
+            self.header("content-length"),
+            Some(self.body.len().to_string().as_str()),
+            "{self:?}"
+        );
+        assert!(
+            self.header("x-request-id").is_some_and(|id| !id.is_empty()),
+            "{self:?}"
+        );
+        let json: serde_json::Value = serde_json::from_slice(&self.body).expect("a JSON body");
+        let object = json.as_object().expect("a JSON object");
+        assert_eq!(
+            object.keys().collect::<Vec<_>>(),
+            ["error"],
+            "exactly {{\"error\": ...}}: {json}"
+        );
+        let message = json["error"].as_str().expect("a string").to_owned();
+        assert!(!message.is_empty());
+        message
+    }
+}
+
+/// Sends `request` (any bytes) on a new connection and reads every response until the
+/// server closes it. `heads` lists, per response, whether it answers a HEAD request (no
+/// body whatever its `content-length`). A write the server cut short (it answered and
+/// closed before reading everything) is not an error.
+async fn raw_exchange(addr: SocketAddr, request: &[u8], heads: &[bool]) -> (Vec<RawResponse>, End) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let _ = stream.write_all(request).await;
+    within("the server's answers", Duration::from_secs(60), async {
+        let mut bytes = Vec::new();
+        let mut buf = [0_u8; 8192];
+        let end = loop {
+            match stream.read(&mut buf).await {
+                Ok(0) => break End::Eof,
+                Ok(n) => bytes.extend_from_slice(&buf[..n]),
+                Err(error) if error.kind() == ErrorKind::ConnectionReset => break End::Reset,
+                Err(error) => break End::Error(error.kind()),
+            }
+        };
+        (split_responses(&bytes, heads), end)
+    })
+    .await
+}
+
+/// `bytes` as a sequence of responses framed by `content-length`.
+fn split_responses(mut bytes: &[u8], heads: &[bool]) -> Vec<RawResponse> {
+    let mut responses = Vec::new();
+    while !bytes.is_empty() {
+        let end = bytes
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("a complete head in {:?}", String::from_utf8_lossy(bytes)));
+        let head = String::from_utf8_lossy(&bytes[..end]).into_owned();
+        let mut lines = head.lines();
+        let status_line = lines.next().expect("a status line");
+        let status = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("a status in {status_line:?}"));
+        let headers: Vec<(String, String)> = lines
+            .map(|line| {
+                let (name, value) = line.split_once(':').expect("a header line");
+                (name.to_ascii_lowercase(), value.trim().to_owned())
+            })
+            .collect();
+        bytes = &bytes[end + 4..];
+        if (100..200).contains(&status) {
+            continue;
+        }
+        let length = if heads.get(responses.len()).copied().unwrap_or(false) {
+            0
+        } else {
+            headers
+                .iter()
+                .find(|(name, _)| name == "content-length")
+                .and_then(|(_, value)| value.parse::<usize>().ok())
+                .unwrap_or_else(|| panic!("a content-length in {head}"))
+        };
+        assert!(bytes.len() >= length, "a truncated body after {head}");
+        responses.push(RawResponse {
+            status,
+            headers,
+            body: bytes[..length].to_vec(),
+        });
+        bytes = &bytes[length..];
+    }
+    responses
+}
+
+/// Sends one bad request on a new connection: exactly one JSON answer with `status`, then
+/// the server closes the connection. Returns the message.
+async fn refused(addr: SocketAddr, request: &[u8], status: u16) -> String {
+    let (responses, end) = raw_exchange(addr, request, &[]).await;
+    assert_eq!(
+        responses.len(),
+        1,
+        "one answer to {:?}: {responses:?}",
+        String::from_utf8_lossy(&request[..request.len().min(80)])
+    );
+    assert!(end.closed_by_server(), "{end:?}");
+    assert_eq!(
+        responses[0].header("connection"),
+        Some("close"),
+        "{responses:?}"
+    );
+    responses[0].assert_json_error(status)
+}
+
+#[tokio::test]
+async fn a_nul_or_other_invalid_byte_in_a_header_is_answered_400_json() {
+    let server = Server::start(ConnectionLimits::default()).await;
+    for request in [
+        &b"GET /healthz HTTP/1.1\r\nHost: test\r\nX-Bad: a\0b\r\n\r\n"[..],
+        b"GET /healthz HTTP/1.1\r\nHost: test\r\nX-Bad: a\x7fb\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: test\r\nX Bad: ab\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: test\r\n: no name\r\n\r\n",
+    ] {
+        refused(server.addr, request, 400).await;
+    }
+    assert_eq!(server.healthz().await, 200, "the server still answers");
+}
+
+#[tokio::test]
+async fn a_malformed_request_line_is_answered_400_json() {
+    let server = Server::start(ConnectionLimits::default()).await;
+    for request in [
+        &b"GARBAGE\r\n\r\n"[..],
+        b"GET /healthz HTTP/1.1 extra\r\nHost: test\r\n\r\n",
+        b"GET /a b HTTP/1.1\r\nHost: test\r\n\r\n",
+        b"GET /healthz HTTP/9.9\r\nHost: test\r\n\r\n",
+        b"G\x01T /healthz HTTP/1.1\r\nHost: test\r\n\r\n",
+    ] {
+        refused(server.addr, request, 400).await;
+    }
+}
+
+#[tokio::test]
+async fn a_bad_content_length_or_transfer_encoding_is_answered_400_json() {
+    let server = Server::start(ConnectionLimits::default()).await;
+    for request in [
+        &b"POST /idenfy/webhook HTTP/1.1\r\nHost: test\r\nContent-Length: abc\r\n\r\n"[..],
+        b"POST /idenfy/webhook HTTP/1.1\r\nHost: test\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        b"POST /idenfy/webhook HTTP/1.1\r\nHost: test\r\nContent-Length: -1\r\n\r\n",
+        b"POST /idenfy/webhook HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"POST /idenfy/webhook HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ] {
+        refused(server.addr, request, 400).await;
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_request_head_is_answered_431_json() {
+    let server = Server::start(ConnectionLimits::default()).await;
+    // Larger than hyper's read buffer (400 to 500 KiB, as its reads round it).
+    let mut big = b"GET /healthz HTTP/1.1\r\nHost: test\r\nX-Big: ".to_vec();
+    big.resize(big.len() + 640 * 1024, b'a');
+    big.extend_from_slice(b"\r\n\r\n");
+    refused(server.addr, &big, 431).await;
+    assert_eq!(server.healthz().await, 200, "the server still answers");
+}
+
+#[tokio::test]
+async fn an_overlong_uri_is_answered_414_json() {
+    let server = Server::start(ConnectionLimits::default()).await;
+    let mut request = b"GET /".to_vec();
+    request.resize(request.len() + 70_000, b'a');
+    request.extend_from_slice(b" HTTP/1.1\r\nHost: test\r\n\r\n");
+    refused(server.addr, &request, 414).await;
+}
+
+/// On a kept-alive connection the answers to the good requests come out whole, in order,
+/// and only then the JSON answer to the bad head — pipelined, or one after the other.
+#[tokio::test]
+async fn a_bad_head_after_good_requests_on_one_connection_is_answered_json_after_them() {
+    let server = Server::start(ConnectionLimits::default()).await;
+    let bad = &b"GET /healthz HTTP/1.1\r\nHost: test\r\nX-Bad: a\0b\r\n\r\n"[..];
+    // Pipelined: a GET, a HEAD (a content-length but no body), a POST that waits for
+    // `100 Continue`, then the bad head.
+    let pipelined = [
+        &b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n"[..],
+        b"HEAD /healthz HTTP/1.1\r\nHost: test\r\n\r\n",
+        b"POST /idenfy/webhook HTTP/1.1\r\nHost: test\r\nExpect: 100-continue\r\n\
+          Content-Length: 2\r\n\r\n{}",
+        bad,
+    ]
+    .concat();
+    let (responses, end) = raw_exchange(server.addr, &pipelined, &[false, true, false]).await;
+    assert_eq!(responses.len(), 4, "{responses:?}");
+    assert_eq!(responses[0].status, 200);
+    assert_eq!(responses[0].body, br#"{"status":"ok"}"#);
+    assert_eq!(responses[1].status, 200);
+    assert!(responses[1].body.is_empty());
+    responses[2].assert_json_error(401);
+    responses[3].assert_json_error(400);
+    assert!(end.closed_by_server(), "{end:?}");
+
+    // One after the other.
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    for _ in 0..2 {
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .expect("request");
+        let (head, body) = within(
+            "a health answer",
+            Duration::from_secs(60),
+            read_response(&mut stream),
+        )
+        .await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(body, r#"{"status":"ok"}"#);
+    }
+    stream.write_all(bad).await.expect("the bad head");
+    let (head, body) = within(
+        "the answer to the bad head",
+        Duration::from_secs(60),
+        read_response(&mut stream),
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert!(json["error"].is_string(), "{json}");
+    assert!(until_closed(stream).await.closed_by_server());
+}
+
+/// What the router refuses — unknown route, wrong method, bad path parameter, body over the
+/// limit, unreadable chunked body — is JSON too, over a real socket.
+#[tokio::test]
+async fn router_rejections_are_json() {
+    let server = Server::start(ConnectionLimits::default()).await;
+    let cases: [(&[u8], u16); 6] = [
+        (
+            b"GET /no-such-route HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+            404,
+        ),
+        (
+            b"DELETE /healthz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+            405,
+        ),
+        (
+            b"GET /internal/sessions HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+            405,
+        ),
+        (
+            b"GET /idenfy-sessions/%FF%FE/status HTTP/1.1\r\nHost: test\r\n\
+              X-Holo-User-Id: someone\r\nConnection: close\r\n\r\n",
+            404,
+        ),
+        (
+            b"POST /idenfy/webhook HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\
+              Connection: close\r\n\r\nZZ\r\n",
+            400,
+        ),
+        (
+            b"GET /session-status/v2 HTTP/1.1\r\nHost: test\r\nX-Holo-User-Id: someone\r\n\
+              Connection: close\r\n\r\n",
+            400,
+        ),
+    ];
+    for (request, status) in cases {
+        let (responses, _) = raw_exchange(server.addr, request, &[]).await;
+        assert_eq!(responses.len(), 1, "{responses:?}");
+        responses[0].assert_json_error(status);
+    }
+    // A webhook body over its 1 MiB limit.
+    let body = vec![b' '; (1 << 20) + 1];
+    let mut request = format!(
+        "POST /idenfy/webhook HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    let (responses, _) = raw_exchange(server.addr, &request, &[]).await;
+    assert_eq!(responses.len(), 1, "{responses:?}");
+    responses[0].assert_json_error(413);
+    // A body declared over the limit and never sent is refused on its head alone (not held
+    // until the route's deadline answers 503).
+    for request in [
+        &b"POST /idenfy/webhook HTTP/1.1\r\nHost: test\r\nContent-Length: 1048577\r\n\
+           Content-Type: application/json\r\nConnection: close\r\n\r\n"[..],
+        &b"POST /internal/sessions HTTP/1.1\r\nHost: test\r\nContent-Length: 2097153\r\n\
+           Content-Type: application/json\r\nConnection: close\r\n\r\n"[..],
+    ] {
+        let (responses, _) = raw_exchange(server.addr, request, &[]).await;
+        assert_eq!(responses.len(), 1, "{responses:?}");
+        responses[0].assert_json_error(413);
+    }
+}

@@ -1,13 +1,15 @@
-//! The webhook processor (PRODUCT.md §5) at the handler level — what upstream never tested:
+//! The webhook processor (`docs/webhooks.md`) at the handler level — what id-server never tested:
 //! APPROVED, DENIED, redelivery, out-of-order AUTO/MANUAL, unknown scanRefs.
+
+use std::time::Duration;
 
 use idenfy_core::{
     ParentStatus, RowStatus, VerificationStatus, reasons,
-    webhook::{SignatureError, WebhookError, WebhookOutcome, WebhookRequest},
+    webhook::{SignatureError, WebhookError, WebhookOutcome, WebhookRequest, sign},
 };
 use serde_json::json;
 
-use crate::support::{Harness, Seed};
+use crate::support::{Harness, NowForTests, SIGNING_KEY, Seed};
 
 fn result(overall: &str, is_final: bool) -> serde_json::Value {
     json!({"scanRef": "SCAN_OLD", "clientId": "x", "final": is_final, "status": {"overall": overall}, "data": {"docFirstName": "X"}})
@@ -61,6 +63,129 @@ async fn duplicate_delivery_is_a_no_op() {
         .expect("ok");
     assert_eq!(ack.outcome, WebhookOutcome::Duplicate);
     assert_eq!(h.row(&row.id).await, after_first);
+}
+
+/// An identical non-final redelivery (iDenfy retries, or sends the same update twice) is
+/// `duplicate` and writes nothing: `updatedAt` stays where the first delivery put it.
+#[tokio::test]
+async fn an_identical_non_final_redelivery_is_a_duplicate_without_a_write() {
+    let h = Harness::new();
+    let row = h.seed(Seed::default()).await;
+    let ack = h
+        .webhook("IDENTIFICATION_AUTO_FINISHED", result("APPROVED", false))
+        .await
+        .expect("ok");
+    assert_eq!(ack.outcome, WebhookOutcome::Applied);
+    let after_first = h.row(&row.id).await;
+    assert_eq!(
+        after_first.verification_status,
+        Some(VerificationStatus::Approved)
+    );
+    assert!(!after_first.is_final);
+
+    h.clock.advance(Duration::from_secs(60));
+    for _ in 0..3 {
+        let ack = h
+            .webhook("IDENTIFICATION_AUTO_FINISHED", result("APPROVED", false))
+            .await
+            .expect("ok");
+        assert_eq!(ack.outcome, WebhookOutcome::Duplicate);
+    }
+    assert_eq!(
+        h.row(&row.id).await,
+        after_first,
+        "no write, not even updatedAt"
+    );
+
+    // What differs is still applied: another status, and the same one made final.
+    let ack = h
+        .webhook("IDENTIFICATION", result("REVIEWING", false))
+        .await
+        .expect("ok");
+    assert_eq!(ack.outcome, WebhookOutcome::Applied);
+    let ack = h
+        .webhook("IDENTIFICATION_MANUAL_FINISHED", result("APPROVED", true))
+        .await
+        .expect("ok");
+    assert_eq!(ack.outcome, WebhookOutcome::Applied);
+    let stored = h.row(&row.id).await;
+    assert!(stored.is_final);
+    assert_eq!(stored.status, RowStatus::Complete);
+    assert_eq!(stored.updated_at, Some(h.clock.now_for_tests()));
+}
+
+/// The EXPIRED marker delivered again is `duplicate` and writes nothing.
+#[tokio::test]
+async fn an_identical_expiry_redelivery_is_a_duplicate_without_a_write() {
+    let h = Harness::new();
+    let row = h.seed(Seed::default()).await;
+    let expired = json!({"scanRef": "SCAN_OLD", "final": false, "status": {"overall": "EXPIRED"}});
+    let ack = h
+        .webhook("IDENTIFICATION_EXPIRED", expired.clone())
+        .await
+        .expect("ok");
+    assert_eq!(ack.outcome, WebhookOutcome::Applied);
+    let after_first = h.row(&row.id).await;
+    assert!(after_first.is_expired());
+
+    h.clock.advance(Duration::from_secs(60));
+    let ack = h
+        .webhook("IDENTIFICATION_EXPIRED", expired)
+        .await
+        .expect("ok");
+    assert_eq!(ack.outcome, WebhookOutcome::Duplicate);
+    assert_eq!(h.row(&row.id).await, after_first);
+}
+
+/// A first non-final status on a fresh row is applied, not mistaken for a redelivery.
+#[tokio::test]
+async fn a_first_non_final_status_is_applied() {
+    let h = Harness::new();
+    let row = h.seed(Seed::default()).await;
+    h.clock.advance(Duration::from_secs(5));
+    let ack = h
+        .webhook("IDENTIFICATION", result("ACTIVE", false))
+        .await
+        .expect("ok");
+    assert_eq!(ack.outcome, WebhookOutcome::Applied);
+    let stored = h.row(&row.id).await;
+    assert_eq!(stored.verification_status, Some(VerificationStatus::Active));
+    assert_eq!(stored.updated_at, Some(h.clock.now_for_tests()));
+}
+
+/// A correctly signed delivery whose unused fields hold numbers no `f64` or `i64` holds
+/// (`1e999999`, a 30-digit integer, a float where an integer is usual) is applied: only
+/// `scanRef`, `status.overall` and `final` are parsed.
+#[tokio::test]
+async fn numbers_in_unused_fields_never_refuse_a_signed_delivery() {
+    let h = Harness::new();
+    let row = h.seed(Seed::default()).await;
+    let raw = br#"{"scanRef":"SCAN_OLD","clientId":"x","final":true,
+        "startTime":1764504000.25,"finishTime":123456789012345678901234567890,
+        "status":{"overall":"APPROVED","autoFace":"FACE_MATCH","faceScore":1e999999},
+        "data":{"docFirstName":"X","docNumberScore":-1e999999,"ages":[1e400,2]}}"#;
+    assert!(
+        serde_json::from_slice::<serde_json::Value>(raw).is_err(),
+        "the body is beyond serde_json::Value"
+    );
+    let signature = sign(SIGNING_KEY, raw);
+    let ack = h
+        .sessions
+        .handle_webhook(WebhookRequest {
+            signature: Some(&signature),
+            event_type: Some("IDENTIFICATION_AUTO_FINISHED"),
+            body: raw,
+        })
+        .await
+        .expect("acknowledged");
+    assert_eq!(ack.outcome, WebhookOutcome::Applied);
+    let stored = h.row(&row.id).await;
+    assert_eq!(stored.status, RowStatus::Complete);
+    assert_eq!(
+        stored.verification_status,
+        Some(VerificationStatus::Approved)
+    );
+    assert!(stored.is_final);
 }
 
 #[tokio::test]
