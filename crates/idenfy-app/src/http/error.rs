@@ -16,11 +16,36 @@ use axum::{
 use idenfy_core::{
     ErrorClass, StoreError, creation::CreateError, resolver::ResolveError, webhook::WebhookError,
 };
-use serde::de::DeserializeOwned;
-use serde_json::json;
+use serde::{Serialize, de::DeserializeOwned};
 
 /// Message of every 503 caused by our own storage.
 pub const UNAVAILABLE: &str = "Service temporarily unavailable";
+
+/// The body of every error answer but one: exactly `{"error": "..."}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+// No other field, ever: documented as `additionalProperties: false` (serialising ignores it).
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    /// What went wrong, for people; never a stack trace or a secret.
+    pub error: String,
+}
+
+/// The webhook's answer when our store failed (id-server's shape), so that iDenfy retries.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WebhookProcessingError {
+    /// Always `false`.
+    pub received: bool,
+    pub error: String,
+}
+
+/// A 500 of the webhook: the processing error, or a handler panic's plain error.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum WebhookFailure {
+    Processing(WebhookProcessingError),
+    Internal(ErrorBody),
+}
 
 /// An error answer: status, a client-safe message, and optionally `Retry-After` or a
 /// body other than `{"error": message}` (the webhook's store failure).
@@ -77,10 +102,16 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = self
-            .body
-            .unwrap_or_else(|| json!({ "error": self.message }));
-        let mut response = (self.status, Json(body)).into_response();
+        let mut response = match self.body {
+            Some(body) => (self.status, Json(body)).into_response(),
+            None => (
+                self.status,
+                Json(ErrorBody {
+                    error: self.message,
+                }),
+            )
+                .into_response(),
+        };
         if let Some(after) = self.retry_after {
             // Whole seconds, rounded up: `Retry-After: 0` would invite a hot loop.
             let secs = after.as_millis().div_ceil(1000).max(1);
@@ -123,8 +154,14 @@ impl From<WebhookError> for ApiError {
             WebhookError::Store(error) => {
                 tracing::error!(error = %chain(&error), "webhook: store error");
                 // 5xx so that iDenfy retries; id-server's body shape.
+                let body = WebhookProcessingError {
+                    received: false,
+                    error: "Processing error".to_owned(),
+                };
                 Self {
-                    body: Some(json!({ "received": false, "error": "Processing error" })),
+                    // Serialising two plain fields cannot fail; if it did, the answer
+                    // would still be a 500 `{"error": "Processing error"}`.
+                    body: serde_json::to_value(body).ok(),
                     ..Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Processing error")
                 }
             }

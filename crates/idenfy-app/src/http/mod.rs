@@ -1,4 +1,4 @@
-//! The router: routes of PRODUCT.md §6–§7 (user routes also under `/sandbox`) and the
+//! The router: the routes of README.md's HTTP API (user routes also under `/sandbox`) and the
 //! middleware every request passes (request id, tracing, timeouts, panics, latency metric).
 
 pub mod admission;
@@ -33,6 +33,29 @@ use error::ApiError;
 /// Largest webhook body (id-server: 1 MB raw).
 pub const WEBHOOK_BODY_LIMIT: usize = 1 << 20;
 
+/// Largest body of the other routes: axum's default limit for its extractors.
+const DEFAULT_BODY_LIMIT: usize = 2 << 20;
+
+/// A body whose `Content-Length` already exceeds `limit` is refused with 413 at once,
+/// before a byte of it is read (the extractors' own limit only trips once that many bytes
+/// have arrived, so a client that declares a huge body and sends none would otherwise hold
+/// the request until its deadline).
+async fn refuse_declared_oversize(
+    State(limit): State<usize>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large").into_response();
+    }
+    next.run(request).await
+}
+
 /// The routes that exist once per environment.
 fn environment_routes<S: Service>(
     environment: Environment,
@@ -57,6 +80,10 @@ fn environment_routes<S: Service>(
             post(routes::webhook::<S>)
                 .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT))
                 .layer(middleware::from_fn_with_state(
+                    WEBHOOK_BODY_LIMIT,
+                    refuse_declared_oversize,
+                ))
+                .layer(middleware::from_fn_with_state(
                     (Arc::clone(admission), Class::Priority),
                     admission::admit,
                 ))
@@ -67,6 +94,21 @@ fn environment_routes<S: Service>(
 
 /// The whole service, ready for `axum::serve` or `tower::ServiceExt::oneshot`.
 pub fn router<S: Service>(state: AppState<S>) -> Router {
+    build(state, Router::new())
+}
+
+/// [`router`] plus `GET /docs`, a page that browses `/openapi.json` (with a UI its browser
+/// loads from a CDN): `idenfy-app dev` only, never `serve`.
+#[cfg(feature = "dev")]
+pub fn dev_router<S: Service>(state: AppState<S>) -> Router {
+    build(
+        state,
+        Router::new().route("/docs", get(crate::openapi::docs_page)),
+    )
+}
+
+/// The service with `extra` routes, which pass the same middleware as the others.
+fn build<S: Service>(state: AppState<S>, extra: Router<Arc<AppState<S>>>) -> Router {
     let timeouts = state.timeouts;
     let admission = Arc::clone(&state.admission);
     let state = Arc::new(state);
@@ -88,6 +130,7 @@ pub fn router<S: Service>(state: AppState<S>) -> Router {
             environment_routes::<S>(Environment::Sandbox, timeouts.webhook, &admission),
         )
         .merge(internal)
+        .merge(extra)
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz::<S>))
         .route("/metrics", get(routes::metrics::<S>))
@@ -111,6 +154,10 @@ pub fn router<S: Service>(state: AppState<S>) -> Router {
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(middleware::from_fn(crate::metrics::track))
                 .layer(middleware::from_fn_with_state(timeouts.request, deadline))
+                .layer(middleware::from_fn_with_state(
+                    DEFAULT_BODY_LIMIT,
+                    refuse_declared_oversize,
+                ))
                 .layer(CatchPanicLayer::custom(panicked)),
         )
 }
@@ -195,4 +242,71 @@ async fn deadline(State(limit): State<Duration>, request: Request, next: Next) -
 fn panicked(_payload: Box<dyn Any + Send + 'static>) -> Response {
     tracing::error!("request handler panicked");
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error").into_response()
+}
+
+/// The browser-facing routes, as matched (each also under `/sandbox`): the only ones CORS
+/// applies to. Never the webhooks (called by iDenfy's servers) nor `/internal/...` (called
+/// by services with the service token): no browser page has any business calling those.
+const CORS_ROUTES: [&str; 3] = [
+    "/idenfy-sessions/{id}/status",
+    "/session-status/v2",
+    "/idenfy-sessions",
+];
+
+/// How long a browser may reuse a preflight answer.
+const CORS_MAX_AGE: Duration = Duration::from_secs(600);
+
+/// `router` with CORS on the user routes for exactly `allowed_origins` (as browsers send
+/// them in `Origin`: `scheme://host[:port]`). No origins: `router` unchanged, so no response
+/// carries a CORS header. Allowed: `GET`, the headers those routes read (`X-Holo-User-Id`,
+/// `Authorization` for a gateway in front, `Content-Type`, `X-Request-Id`); exposed:
+/// `Retry-After` and `x-request-id`. No credentials (cookies): the routes use none.
+///
+/// The layer goes outside all the others, so what they answer (a timeout's 503, a panic's
+/// 500, a shed poll's 503 with `Retry-After`) reaches the page too; a preflight is answered
+/// here, before admission control and the handlers.
+pub fn with_cors(router: Router, allowed_origins: &[String]) -> Router {
+    use axum::http::{HeaderName, HeaderValue, Method, header};
+    let origins: Vec<HeaderValue> = allowed_origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    if origins.is_empty() {
+        return router;
+    }
+    let request_id = HeaderName::from_static("x-request-id");
+    let cors = tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::AllowOrigin::list(origins))
+        .allow_methods([Method::GET])
+        .allow_headers([
+            HeaderName::from_static(identity::IDENTITY_HEADER),
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            request_id.clone(),
+        ])
+        .expose_headers([header::RETRY_AFTER, request_id])
+        .max_age(CORS_MAX_AGE);
+    router.layer(middleware::from_fn_with_state(cors, cors_for_user_routes))
+}
+
+/// Runs `cors` around the user routes; everything else passes untouched.
+async fn cors_for_user_routes(
+    State(cors): State<tower_http::cors::CorsLayer>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let user_route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .is_some_and(|matched| {
+            let route = matched.as_str();
+            CORS_ROUTES.contains(&route.strip_prefix("/sandbox").unwrap_or(route))
+        });
+    if !user_route {
+        return next.run(request).await;
+    }
+    match tower::ServiceExt::oneshot(tower::Layer::layer(&cors, next), request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
 }

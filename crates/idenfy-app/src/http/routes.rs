@@ -12,19 +12,18 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use idenfy_core::{
-    Environment, Flow, Interest, SessionView, SigDigest, StatusV2,
+    Environment, Flow, Interest, ListedSession, SessionView, SigDigest, StatusV2,
     creation::{CreateRequest, Created},
     resolver::ResolveError,
     webhook::{WebhookAck, WebhookRequest},
 };
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use super::{
     Quiet,
     admission::Admitted,
-    error::{ApiError, ApiJson, RawBody},
+    error::{ApiError, ApiJson, ErrorBody, RawBody, WebhookFailure},
     identity::{Caller, check_service_token},
 };
 use crate::state::{AppState, Service};
@@ -102,6 +101,29 @@ where
 }
 
 /// `GET /idenfy-sessions/{id}/status`.
+#[utoipa::path(
+    get,
+    path = "/idenfy-sessions/{id}/status",
+    operation_id = "getSessionStatus",
+    tag = "user",
+    summary = "Status of one iDenfy session",
+    description = "The caller's iDenfy session, with a fresh token when the old one expired \
+        (recovery runs behind this call; `EXPIRED` is shown only when recovery gave up).",
+    params(
+        ("X-Holo-User-Id" = String, Header, description = "The caller's sigDigest: one value, not blank, no comma"),
+        ("id" = String, Path, description = "The iDenfy session id (`idenfySessionId`)"),
+    ),
+    responses(
+        (status = 200, description = "The view; a pending view carries `retryAfterMs` and no token", body = SessionView),
+        (status = 401, description = "`Missing or invalid X-Holo-User-Id header`", body = ErrorBody),
+        (status = 404, description = "`iDenfy session not found`: unknown, malformed or another user's id", body = ErrorBody),
+        (status = 500, description = "`Internal server error`: a handler panicked", body = ErrorBody),
+        (status = 503, description = "Shed by admission control (`The service is busy; retry shortly`, with `Retry-After: 1`), \
+            storage unavailable (`Service temporarily unavailable`) or timed out (`Request timed out`)",
+            body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait; sent when the request was shed"))),
+    )
+)]
 pub async fn session_status<S: Service>(
     State(state): AppStateRef<S>,
     Extension(environment): Extension<Environment>,
@@ -122,6 +144,29 @@ pub async fn session_status<S: Service>(
 }
 
 /// `GET /session-status/v2?sid=`.
+#[utoipa::path(
+    get,
+    path = "/session-status/v2",
+    operation_id = "getSessionStatusV2",
+    tag = "user",
+    summary = "Status by parent session id",
+    description = "id-server's shape: `{\"idenfy\": {...}}`, where `status` is the iDenfy verification status.",
+    params(
+        ("X-Holo-User-Id" = String, Header, description = "The caller's sigDigest: one value, not blank, no comma"),
+        ("sid" = String, Query, description = "The parent session id (`sessionId`)"),
+    ),
+    responses(
+        (status = 200, description = "The status", body = StatusV2),
+        (status = 400, description = "`Missing sid`", body = ErrorBody),
+        (status = 401, description = "`Missing or invalid X-Holo-User-Id header`", body = ErrorBody),
+        (status = 404, description = "`Session not found`", body = ErrorBody),
+        (status = 500, description = "`Internal server error`: a handler panicked", body = ErrorBody),
+        (status = 503, description = "Shed by admission control (`The service is busy; retry shortly`, with `Retry-After: 1`), \
+            storage unavailable (`Service temporarily unavailable`) or timed out (`Request timed out`)",
+            body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait; sent when the request was shed"))),
+    )
+)]
 pub async fn status_v2<S: Service>(
     State(state): AppStateRef<S>,
     Extension(environment): Extension<Environment>,
@@ -150,7 +195,34 @@ pub async fn status_v2<S: Service>(
     .await
 }
 
+/// The body of `GET /idenfy-sessions`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionList {
+    /// Newest first: the last 5 days, at most 10, without tokens.
+    pub sessions: Vec<ListedSession>,
+}
+
 /// `GET /idenfy-sessions`.
+#[utoipa::path(
+    get,
+    path = "/idenfy-sessions",
+    operation_id = "listSessions",
+    tag = "user",
+    summary = "The caller's recent sessions",
+    description = "The caller's sessions of the last 5 days, newest first, at most 10, without tokens.",
+    params(
+        ("X-Holo-User-Id" = String, Header, description = "The caller's sigDigest: one value, not blank, no comma"),
+    ),
+    responses(
+        (status = 200, description = "The sessions", body = SessionList),
+        (status = 401, description = "`Missing or invalid X-Holo-User-Id header`", body = ErrorBody),
+        (status = 500, description = "`Internal server error`: a handler panicked", body = ErrorBody),
+        (status = 503, description = "Shed by admission control (`The service is busy; retry shortly`, with `Retry-After: 1`), \
+            storage unavailable (`Service temporarily unavailable`) or timed out (`Request timed out`)",
+            body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait; sent when the request was shed"))),
+    )
+)]
 pub async fn list<S: Service>(
     State(state): AppStateRef<S>,
     Extension(environment): Extension<Environment>,
@@ -162,10 +234,38 @@ pub async fn list<S: Service>(
         .list(&caller)
         .await
         .map_err(|e| ApiError::store("listing sessions", &e))?;
-    Ok(Json(json!({ "sessions": sessions })).into_response())
+    Ok(Json(SessionList { sessions }).into_response())
 }
 
 /// `POST /idenfy/webhook`. The body is never logged.
+#[utoipa::path(
+    post,
+    path = "/idenfy/webhook",
+    operation_id = "receiveWebhook",
+    tag = "webhooks",
+    summary = "iDenfy's webhook",
+    description = "iDenfy's verification callback: the raw body (at most 1 MiB) signed with HMAC-SHA256 \
+        in `Idenfy-Signature`, checked before any database access. The body is never logged.",
+    params(
+        ("Idenfy-Signature" = String, Header, description = "Lowercase or uppercase hex HMAC-SHA256 of the raw body",
+            pattern = "^[0-9a-fA-F]{64}$"),
+        ("Idenfy-Event-Type" = Option<String>, Header, description = "iDenfy's event type"),
+    ),
+    request_body(content = Object, content_type = "application/json", description = "iDenfy's payload, as sent"),
+    responses(
+        (status = 200, description = "Received: applied, duplicate, superseded or ignored", body = WebhookAck),
+        (status = 400, description = "`Malformed body`, `Missing scanRef` or `Could not read the request body`", body = ErrorBody),
+        (status = 401, description = "`Missing signature` or `Invalid signature`", body = ErrorBody),
+        (status = 404, description = "`Session not found`: unknown scanRef", body = ErrorBody),
+        (status = 413, description = "`Payload too large`: over 1 MiB", body = ErrorBody),
+        (status = 500, description = "Our store failed (`{\"received\": false, \"error\": \"Processing error\"}`, \
+            so that iDenfy retries), or a handler panicked (`Internal server error`)", body = WebhookFailure),
+        (status = 503, description = "Shed by admission control (`The service is busy; retry shortly`, with `Retry-After: 1`) \
+            or timed out (`Request timed out`, after 8 s: iDenfy waits 10 s)",
+            body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait; sent when the request was shed"))),
+    )
+)]
 pub async fn webhook<S: Service>(
     State(state): AppStateRef<S>,
     Extension(environment): Extension<Environment>,
@@ -208,11 +308,15 @@ impl<S: Send + Sync + 'static> FromRequestParts<Arc<AppState<S>>> for ServiceAut
 }
 
 /// Body of `POST /internal/sessions`. Loose types, so that every problem gets our own
-/// message instead of serde's (which quotes values).
-#[derive(Debug, Deserialize)]
+/// message instead of serde's (which quotes values); the schema shows what is accepted.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(description = "Body of `POST /internal/sessions`.")]
 #[serde(rename_all = "camelCase")]
 pub struct CreateBody {
+    /// The owner's identity (sigDigest): not blank, no comma.
+    #[schema(value_type = String, required = true, pattern = "^[^,]*[^\\s,][^,]*$")]
     sig_digest: Option<String>,
+    #[schema(value_type = Flow, required = true)]
     flow: Option<String>,
 }
 
@@ -234,6 +338,41 @@ fn created(created: Created) -> Response {
 }
 
 /// `POST /internal/sessions`.
+#[utoipa::path(
+    post,
+    path = "/internal/sessions",
+    operation_id = "createSession",
+    tag = "internal",
+    summary = "Create a session",
+    description = "Creates an IN_PROGRESS parent session and its iDenfy session (or links an APPROVED one of \
+        the last days). With `Idempotency-Key`, a retry returns the first result and never mints twice.",
+    security(("serviceToken" = [])),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 200 visible ASCII characters",
+            pattern = "^[\\x21-\\x7E]{1,200}$"),
+    ),
+    request_body(content = CreateBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Replayed: the result of an earlier request with this Idempotency-Key", body = Created),
+        (status = 201, description = "Created", body = Created),
+        (status = 400, description = "Invalid body (`sigDigest is required`, `flow is required`, `Invalid JSON body: ...`, ...) \
+            or invalid Idempotency-Key", body = ErrorBody),
+        (status = 401, description = "`Missing or invalid service token`", body = ErrorBody),
+        (status = 409, description = "A request with this Idempotency-Key is in progress: retry after `Retry-After`",
+            body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+        (status = 413, description = "`Payload too large`", body = ErrorBody),
+        (status = 415, description = "`Content-Type must be application/json`", body = ErrorBody),
+        (status = 422, description = "Idempotency-Key was already used for a different request", body = ErrorBody),
+        (status = 500, description = "`Internal server error`: a handler panicked", body = ErrorBody),
+        (status = 502, description = "iDenfy refused the request, or too many token calls for this Idempotency-Key got no answer", body = ErrorBody),
+        (status = 503, description = "Shed by admission control (`Retry-After: 1`), iDenfy temporarily unavailable \
+            (`Retry-After: 2`), backing off after a token call with no answer (`Retry-After`), storage unavailable \
+            or timed out",
+            body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait; absent on storage failures and timeouts"))),
+    )
+)]
 pub async fn create<S: Service>(
     State(state): AppStateRef<S>,
     Extension(admitted): Extension<Admitted>,
@@ -268,13 +407,51 @@ pub async fn create<S: Service>(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+/// Body of `POST /internal/sessions/{id}/idenfy` (optional).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct EnsureBody {
+pub struct EnsureBody {
+    /// The owner's identity, for a parent that has none: not blank, no comma.
+    #[schema(pattern = "^[^,]*[^\\s,][^,]*$")]
     sig_digest: Option<String>,
 }
 
 /// `POST /internal/sessions/{id}/idenfy`: body optional, `{"sigDigest": "..."}`.
+#[utoipa::path(
+    post,
+    path = "/internal/sessions/{id}/idenfy",
+    operation_id = "ensureIdenfySession",
+    tag = "internal",
+    summary = "Get or create the iDenfy session of a parent",
+    description = "The iDenfy session of a parent created elsewhere, minted at most once however often \
+        (and concurrently) this is called.",
+    security(("serviceToken" = [])),
+    params(
+        ("id" = String, Path, description = "The parent session id"),
+    ),
+    request_body(content = EnsureBody, content_type = "application/json",
+        description = "Optional; its Content-Type is not checked"),
+    responses(
+        (status = 200, description = "Already linked", body = Created),
+        (status = 201, description = "Created", body = Created),
+        (status = 400, description = "Invalid body, or the parent has no owner and none was given \
+            (`Session has no owner: pass sigDigest`)", body = ErrorBody),
+        (status = 401, description = "`Missing or invalid service token`", body = ErrorBody),
+        (status = 404, description = "`Session not found`: unknown or malformed id, or another owner's", body = ErrorBody),
+        (status = 409, description = "`Session is not in progress`, or another call for this parent is in progress \
+            (then with `Retry-After`)",
+            body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait; sent when another call is in progress"))),
+        (status = 413, description = "`Payload too large`", body = ErrorBody),
+        (status = 500, description = "`Internal server error`: a handler panicked", body = ErrorBody),
+        (status = 502, description = "iDenfy refused the request, or too many token calls got no answer", body = ErrorBody),
+        (status = 503, description = "Shed by admission control (`Retry-After: 1`), iDenfy temporarily unavailable \
+            (`Retry-After: 2`), backing off after a token call with no answer (`Retry-After`), storage unavailable \
+            or timed out",
+            body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait; absent on storage failures and timeouts"))),
+    )
+)]
 pub async fn ensure<S: Service>(
     State(state): AppStateRef<S>,
     Extension(admitted): Extension<Admitted>,
@@ -305,34 +482,118 @@ pub async fn ensure<S: Service>(
     .await
 }
 
+/// The body of `GET /healthz`: `{"status": "ok"}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Liveness {
+    pub status: Alive,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Alive {
+    Ok,
+}
+
 /// `GET /healthz`: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "getLiveness",
+    tag = "operations",
+    summary = "Liveness",
+    description = "The process answers. Never shed by admission control.",
+    responses((status = 200, description = "Alive", body = Liveness))
+)]
 pub async fn healthz() -> impl IntoResponse {
-    (Extension(Quiet), Json(json!({ "status": "ok" })))
+    (Extension(Quiet), Json(Liveness { status: Alive::Ok }))
+}
+
+/// The body of `GET /readyz`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    pub status: ReadinessStatus,
+    pub mongodb: MongoDbState,
+    /// Valkey down only degrades: the lock is an optimisation.
+    pub valkey: ValkeyState,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadinessStatus {
+    Ready,
+    NotReady,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MongoDbState {
+    Up,
+    Down,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ValkeyState {
+    Up,
+    Degraded,
 }
 
 /// `GET /readyz`: MongoDB must answer; Valkey down only degrades (the lock is an
 /// optimisation, the MongoDB claim is the guard).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "getReadiness",
+    tag = "operations",
+    summary = "Readiness",
+    description = "MongoDB must answer; Valkey down is reported as degraded but still ready. \
+        Never shed by admission control.",
+    responses(
+        (status = 200, description = "Ready (`valkey` may be `degraded`)", body = Readiness),
+        (status = 503, description = "Not ready: MongoDB does not answer", body = Readiness),
+    )
+)]
 pub async fn readyz<S: Service>(State(state): AppStateRef<S>) -> Response {
     let health = state.health.check().await;
-    let valkey = if health.valkey { "up" } else { "degraded" };
-    let mut response = if health.mongodb {
+    let valkey = if health.valkey {
+        ValkeyState::Up
+    } else {
+        ValkeyState::Degraded
+    };
+    let (status, body) = if health.mongodb {
         (
             StatusCode::OK,
-            Json(json!({ "status": "ready", "mongodb": "up", "valkey": valkey })),
+            Readiness {
+                status: ReadinessStatus::Ready,
+                mongodb: MongoDbState::Up,
+                valkey,
+            },
         )
-            .into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not_ready", "mongodb": "down", "valkey": valkey })),
+            Readiness {
+                status: ReadinessStatus::NotReady,
+                mongodb: MongoDbState::Down,
+                valkey,
+            },
         )
-            .into_response()
     };
+    let mut response = (status, Json(body)).into_response();
     response.extensions_mut().insert(Quiet);
     response
 }
 
 /// `GET /metrics`: Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "getMetrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    description = "The Prometheus text exposition format (version 0.0.4). Never shed by admission control.",
+    responses((status = 200, description = "The metrics", body = String, content_type = "text/plain"))
+)]
 pub async fn metrics<S: Service>(State(state): AppStateRef<S>) -> Response {
     crate::metrics::collect_process();
     (
@@ -347,6 +608,15 @@ pub async fn metrics<S: Service>(State(state): AppStateRef<S>) -> Response {
 }
 
 /// `GET /openapi.json`.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "getOpenApiDocument",
+    tag = "operations",
+    summary = "This document",
+    description = "The OpenAPI 3.1 description of this service.",
+    responses((status = 200, description = "The document", body = Object, content_type = "application/json"))
+)]
 pub async fn openapi() -> Json<serde_json::Value> {
     Json(crate::openapi::document())
 }
