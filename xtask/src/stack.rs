@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use dev_services::{
-    Backend, Layout, MongoControl, MongoServer, ServiceState, State, ValkeyControl,
+    Backend, Layout, MongoControl, MongoServer, ServiceState, State, ValkeyControl, free_port,
+    log_tail,
 };
 use idenfy_sim::{Sim, SimConfig, SimHandle};
 use reqwest::StatusCode;
@@ -762,21 +763,6 @@ pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
         .next()?
         .parse()
         .ok()
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
-    Ok(listener.local_addr()?.port())
-}
-
-fn log_tail(log: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    format!(
-        "last lines of {}:\n{}",
-        log.display(),
-        all[all.len().saturating_sub(lines)..].join("\n")
-    )
 }
 
 /// Where bench and chaos write: `target/bench/`.

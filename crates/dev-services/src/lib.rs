@@ -12,6 +12,8 @@
 //! and FerretDB on SQLite (a second, independent implementation; see [`MongoServer`]). What was started is recorded in a state file,
 //! `target/services/state.json`, which is how tests and `down` find the processes again.
 
+#![warn(missing_docs)]
+
 mod backend;
 #[cfg(feature = "docker")]
 mod docker;
@@ -30,6 +32,7 @@ pub use error::{Error, Result};
 pub use install::{FERRETDB_VERSION, MONGO_JAVA_SERVER_VERSION, Tools, install};
 pub use layout::Layout;
 pub use local::JAVA_SERVER_STORAGE_VAR;
+pub use process::{free_port, log_tail};
 pub use services::{Up, down, down_in, status, up, up_in};
 pub use state::{MongoServer, ServiceState, State};
 pub use testing::{MongoControl, ValkeyControl, program_for_test, unique_name, urls_for_test};

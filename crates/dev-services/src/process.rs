@@ -13,7 +13,8 @@ use crate::{Error, Result};
 
 /// A port that was free a moment ago: bind `127.0.0.1:0`, read the port, close.
 /// (In Valkey's configuration `port 0` means "no TCP listener", so we must pick one.)
-pub(crate) fn free_port() -> Result<u16> {
+/// Another process may take it before it is used: bind it soon, and be ready to retry.
+pub fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
         .context(|| "binding 127.0.0.1:0 to find a free port".to_owned())?;
     let port = listener
@@ -143,8 +144,9 @@ async fn wait_gone(pid: u32, within: Duration) -> bool {
     }
 }
 
-/// The last `lines` lines of a log file, for error messages.
-pub(crate) fn log_tail(log: &Path, lines: usize) -> String {
+/// The last `lines` lines of a log file, for error messages (headed by the file's path; an
+/// unreadable file gives no lines).
+pub fn log_tail(log: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     let tail = all[all.len().saturating_sub(lines)..].join("\n");
@@ -169,4 +171,36 @@ pub(crate) fn capture(program: &Path, args: &[&str]) -> Result<String> {
         });
     }
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{free_port, log_tail};
+
+    #[test]
+    fn a_free_port_can_be_bound() {
+        let port = free_port().expect("a free port");
+        assert_ne!(port, 0);
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port));
+        assert!(listener.is_ok(), "port {port}: {listener:?}");
+    }
+
+    #[test]
+    fn log_tail_keeps_the_last_lines() {
+        let dir = std::env::temp_dir().join(crate::unique_name("logtail"));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let log = dir.join("server.log");
+        std::fs::write(&log, "one\ntwo\nthree\nfour\n").expect("write");
+        assert_eq!(
+            log_tail(&log, 2),
+            format!("last lines of {}:\nthree\nfour", log.display())
+        );
+        assert!(log_tail(&log, 10).ends_with(":\none\ntwo\nthree\nfour"));
+        let missing = dir.join("missing.log");
+        assert_eq!(
+            log_tail(&missing, 5),
+            format!("last lines of {}:\n", missing.display())
+        );
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
 }

@@ -11,8 +11,8 @@ use chrono::Utc;
 use idenfy_core::{
     AuthToken, IdenfyApi, IdenfyError, IdenfyErrorKind, MintedToken, ParentId, ScanRef,
     StatusReport, VerificationStatus,
+    settings::{Backoff, Jitter},
 };
-use rand::Rng;
 use reqwest::{StatusCode, Url, header};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -467,14 +467,9 @@ fn backoff(policy: &RetryPolicy, attempt: u32, retry_after: Option<Duration>) ->
     if let Some(wait) = retry_after {
         return wait.min(policy.max_delay);
     }
-    let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
-    let ceiling = policy
-        .base_delay
-        .saturating_mul(factor)
-        .min(policy.max_delay);
-    let half = ceiling / 2;
-    let spread = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
-    half + Duration::from_nanos(rand::rng().random_range(0..=spread))
+    Backoff::new(policy.base_delay, policy.max_delay)
+        .with_jitter(Jitter::Equal)
+        .delay(attempt)
 }
 
 /// `Retry-After` in seconds on 429 and 503 (the HTTP-date form is ignored).

@@ -33,7 +33,10 @@ use std::{
 };
 
 use futures::TryStreamExt;
-use idenfy_core::{Nonce, StoreError};
+use idenfy_core::{
+    Nonce, StoreError,
+    settings::{Backoff, Jitter},
+};
 use mongodb::{
     Collection, Database,
     bson::{Bson, Document, doc},
@@ -214,7 +217,7 @@ impl Serialised {
                     ))));
                 }
                 attempt = attempt.saturating_add(1);
-                tokio::time::sleep(backoff(attempt)).await;
+                tokio::time::sleep(MUTEX_POLL.delay(attempt)).await;
                 if self.looks_free(key).await? {
                     break;
                 }
@@ -402,16 +405,10 @@ impl Drop for LocalGuard {
     }
 }
 
-/// 2, 4, 6, ... ms, at most 20 ms, plus up to 3 ms of jitter so waiters spread out.
-fn backoff(attempt: u32) -> Duration {
-    let jitter = u64::from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.subsec_nanos())
-            % 3_000,
-    );
-    Duration::from_millis(u64::from(attempt.min(10)) * 2) + Duration::from_micros(jitter)
-}
+/// The wait between polls of a held mutex: 2 ms doubling to at most 20 ms, with equal
+/// jitter so that waiters spread out.
+const MUTEX_POLL: Backoff =
+    Backoff::new(Duration::from_millis(2), Duration::from_millis(20)).with_jitter(Jitter::Equal);
 
 #[cfg(test)]
 mod tests {

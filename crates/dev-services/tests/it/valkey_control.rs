@@ -4,17 +4,32 @@ use std::io::Write;
 use std::time::Duration;
 
 use dev_services::{Error, ValkeyControl, urls_for_test};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use fred::prelude::{Builder, ClientLike, Config};
 
-/// `PING` over raw RESP; `Err` when nothing listens.
-async fn ping(url: &str) -> std::io::Result<String> {
-    let address = url.trim_start_matches("redis://").trim_end_matches('/');
-    let stream = tokio::net::TcpStream::connect(address).await?;
-    let mut stream = BufReader::new(stream);
-    stream.get_mut().write_all(b"PING\r\n").await?;
-    let mut line = String::new();
-    stream.read_line(&mut line).await?;
-    Ok(line.trim().to_owned())
+/// `PING` through a one-off fred client that does not reconnect; `Err` when nothing
+/// listens.
+async fn ping(url: &str) -> Result<String, fred::error::Error> {
+    let client = Builder::from_config(Config::from_url(url)?)
+        .with_connection_config(|connection| {
+            connection.connection_timeout = Duration::from_secs(5);
+            connection.max_command_attempts = 1;
+        })
+        .build()?;
+    let answer = async {
+        drop(client.init().await?);
+        client.ping::<String>(None).await
+    }
+    .await;
+    let _ = client.quit().await;
+    answer
+}
+
+/// Fails the test if `future` hangs. It bounds a hang, not speed: a minute is far beyond
+/// what any step here takes on a loaded machine.
+async fn hang_guard<T>(future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), future)
+        .await
+        .expect("hang guard: no progress within 60 s")
 }
 
 #[tokio::test]
@@ -33,20 +48,18 @@ async fn valkey_stops_and_restarts_on_the_same_port() {
         Err(error) => panic!("reading the services state: {error}"),
     };
     assert!(control.is_running().expect("state"));
-    assert_eq!(ping(control.url()).await.expect("PING"), "+PONG");
+    assert_eq!(hang_guard(ping(control.url())).await.expect("PING"), "PONG");
 
     control.stop().await.expect("stop");
     assert!(!control.is_running().expect("state"));
     assert!(
-        ping(control.url()).await.is_err(),
+        hang_guard(ping(control.url())).await.is_err(),
         "nothing may answer on the port while Valkey is stopped"
     );
 
     control.start().await.expect("start");
     assert!(control.is_running().expect("state"));
-    let answer = tokio::time::timeout(Duration::from_secs(5), ping(control.url()))
-        .await
-        .expect("PING in time")
-        .expect("PING");
-    assert_eq!(answer, "+PONG");
+    // `start` returns once Valkey answers, so the first PING after it must succeed.
+    let answer = hang_guard(ping(control.url())).await.expect("PING");
+    assert_eq!(answer, "PONG");
 }

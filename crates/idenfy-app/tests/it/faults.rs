@@ -4,7 +4,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -240,45 +240,68 @@ async fn a_store_outage_is_503_and_a_webhook_500_without_details() {
 
 #[tokio::test]
 async fn slow_handlers_answer_503_json_within_the_route_timeouts() {
+    const HOUR: Duration = Duration::from_secs(3_600);
     let sim = Sim::start(SimConfig::default()).await.expect("sim");
-    let sessions = sessions_with_rows(
-        &sim,
-        MemoryRowStore::new().with_delay(delay(|| tokio::time::sleep(Duration::from_millis(500)))),
-    );
-    let state =
-        AppState::new(Arc::new(sessions), idenfy_app::metrics::handle()).with_timeouts(Timeouts {
-            webhook: Duration::from_millis(100),
-            request: Duration::from_millis(200),
-        });
-    let base = serve(idenfy_app::router(state)).await;
+    // Every store call takes an hour, so only a route's own limit can end a request; each
+    // app below has one short limit and one of an hour, so a 503 (within the hang guard)
+    // says which limit ended it.
+    let store_calls = Arc::new(AtomicUsize::new(0));
+    let app = |timeouts: Timeouts| {
+        let calls = store_calls.clone();
+        let rows = MemoryRowStore::new().with_delay(delay(move || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(HOUR)
+        }));
+        let state = AppState::new(
+            Arc::new(sessions_with_rows(&sim, rows)),
+            idenfy_app::metrics::handle(),
+        )
+        .with_timeouts(timeouts);
+        serve(idenfy_app::router(state))
+    };
     let http = reqwest::Client::new();
 
+    let base = app(Timeouts {
+        webhook: Duration::from_millis(100),
+        request: HOUR,
+    })
+    .await;
     let payload = br#"{"scanRef":"anything","status":{"overall":"APPROVED"}}"#.to_vec();
     let signature =
         idenfy_core::webhook::sign(sim.config().webhook_signing_key.as_bytes(), &payload);
-    let started = std::time::Instant::now();
-    let (code, body) = send(
+    let (code, body) = hang_guard(send(
         http.post(format!("{base}/idenfy/webhook"))
             .header("Idenfy-Signature", signature)
             .body(payload),
-    )
+    ))
     .await;
-    assert_eq!(code, 503);
-    assert!(
-        started.elapsed() < Duration::from_millis(400),
-        "the webhook limit applies"
-    );
+    assert_eq!(code, 503, "the webhook limit applies: {body}");
     assert_json_snapshot!("timeout", body);
+    assert_eq!(
+        store_calls.load(Ordering::SeqCst),
+        1,
+        "cut off inside its store call"
+    );
 
-    let (code, body) = send(
+    let base = app(Timeouts {
+        webhook: HOUR,
+        request: Duration::from_millis(200),
+    })
+    .await;
+    let (code, body) = hang_guard(send(
         http.get(format!(
             "{base}/idenfy-sessions/0123456789abcdef01234567/status"
         ))
         .header("X-Holo-User-Id", USER),
-    )
+    ))
     .await;
-    assert_eq!(code, 503);
+    assert_eq!(code, 503, "the request limit applies: {body}");
     assert_eq!(body, json!({ "error": "Request timed out" }));
+    assert_eq!(
+        store_calls.load(Ordering::SeqCst),
+        2,
+        "cut off inside its store call"
+    );
 }
 
 /// A recovery outlives its request: the route deadline answers 503 while the mint is still
@@ -289,6 +312,7 @@ async fn slow_handlers_answer_503_json_within_the_route_timeouts() {
 async fn a_recovery_cut_off_by_the_deadline_still_persists_its_token() {
     let sim = Sim::start(SimConfig::default()).await.expect("sim");
     let sessions = memory_sessions(&sim, Environment::Live, Duration::from_millis(1)).expect("s");
+    let rows = sessions.rows.clone();
     let state = AppState::new(Arc::new(sessions), idenfy_app::metrics::handle())
         .with_internal_token(Secret::new(TOKEN))
         .with_timeouts(Timeouts {
@@ -316,8 +340,19 @@ async fn a_recovery_cut_off_by_the_deadline_still_persists_its_token() {
     assert_eq!(code, 503, "the deadline passes during the mint: {body}");
     assert_eq!(sim.counters().token_calls, 2, "creation plus the recovery");
 
-    // The mint answers 500 ms later; give the persist a moment after that.
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    // The mint answers after its latency, and the recovery then persists the new token:
+    // wait for that write itself rather than for a time it usually takes.
+    let id = RowId::parse(&created.row).expect("row id");
+    hang_guard(async {
+        loop {
+            let row = rows.get(&id).await.expect("get").expect("the row");
+            if row.scan_ref.as_str() != created.scan_ref {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
     sim.set_latency(idenfy_sim::Endpoint::Token, Duration::ZERO);
     let (code, body) = send(http.get(&status).header("X-Holo-User-Id", USER)).await;
     assert_eq!(code, 200, "{body}");
@@ -391,4 +426,12 @@ async fn a_silent_status_endpoint_gives_the_cached_view_not_a_503() {
     assert_eq!(body["idenfyScanRef"], json!(created.scan_ref), "{body}");
     assert_eq!(body["lastCheckedAt"], checked, "{body}");
     assert!(body["idenfyAuthToken"].is_string(), "{body}");
+}
+
+/// Fails the test if `future` hangs. It bounds a hang, not speed: a minute is far beyond
+/// what any step here takes on a loaded machine.
+async fn hang_guard<T>(future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), future)
+        .await
+        .expect("hang guard: no progress within 60 s")
 }

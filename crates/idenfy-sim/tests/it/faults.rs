@@ -109,13 +109,28 @@ async fn set_latency_delays_every_call_of_that_endpoint() {
     for _ in 0..2 {
         let started = Instant::now();
         mint_for(&sim, "u").await;
+        // From below only: the latency is a floor however loaded the machine is.
         assert!(started.elapsed() >= Duration::from_millis(150));
     }
+
+    // An hour of latency: a call made under it is counted and then left waiting...
+    sim.set_latency(Endpoint::Token, Duration::from_secs(3_600));
+    let waiting = tokio::spawn(token_call(&sim, "waiting"));
+    until(|| sim.counters().token_calls == 3).await;
+    // ...and once the latency is removed, the next call is answered while it still waits:
+    // the later call finished first, so it was not delayed.
     sim.set_latency(Endpoint::Token, Duration::ZERO);
-    let started = Instant::now();
-    mint_for(&sim, "u").await;
-    assert!(started.elapsed() < Duration::from_millis(150));
+    hang_guard(mint_for(&sim, "u")).await;
+    assert!(
+        !waiting.is_finished(),
+        "the call made under the hour of latency still waits"
+    );
+    assert_eq!(sim.counters().tokens_minted_by_client.get("u"), Some(&3));
+    assert_eq!(sim.counters().tokens_minted_by_client.get("waiting"), None);
     sim.shutdown().await;
+    // Shutdown cuts the latency short (the hour cannot pass within the guard).
+    let (status, body) = hang_guard(waiting).await.expect("the waiting call");
+    assert_eq!(status, StatusCode::CREATED, "{body}");
 }
 
 #[tokio::test]
@@ -136,26 +151,19 @@ async fn timeout_trips_client_timeouts_and_shutdown_cuts_the_hang_short() {
         .expect_err("times out");
     assert!(error.is_timeout(), "{error}");
 
-    // A patient caller hangs on the second Timeout until the sim shuts down.
-    let patient = tokio::spawn(
-        reqwest::Client::new()
-            .post(&url)
-            .basic_auth("sim-api-key", Some("sim-api-secret"))
-            .json(&json!({ "clientId": "u" }))
-            .send(),
-    );
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let started = Instant::now();
+    // A patient caller hangs on the second Timeout until the sim shuts down. The clock of
+    // the hang's own length starts before the call does.
+    let hang_over = tokio::time::sleep(TIMEOUT_HANG);
+    let patient = tokio::spawn(token_call(&sim, "u"));
+    until(|| sim.counters().token_calls == 2).await;
+    assert!(!patient.is_finished(), "the patient caller hangs");
     sim.shutdown().await;
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
-    let answered = tokio::time::timeout(Duration::from_secs(2), patient)
-        .await
-        .expect("the hanging call ends promptly");
-    drop(answered);
+    // Order, not speed: the patient call ends before the hang would have ended by itself.
+    let answered = tokio::select! {
+        answered = patient => answered.expect("the patient call"),
+        () = hang_over => panic!("the hang ran its full {TIMEOUT_HANG:?}: shutdown did not cut it short"),
+    };
+    assert_eq!(answered.0, StatusCode::GATEWAY_TIMEOUT, "{}", answered.1);
 }
 
 #[tokio::test]
@@ -204,4 +212,47 @@ async fn answer_lost_mints_the_token_and_then_hangs() {
         "billed although nobody saw it"
     );
     sim.shutdown().await;
+}
+
+/// How long `Fault::Timeout` and `Fault::AnswerLost` hang before answering 504.
+const TIMEOUT_HANG: Duration = Duration::from_secs(30);
+
+/// A token call with no client timeout (a caller that waits as long as the sim makes it),
+/// as (status, body).
+fn token_call(
+    sim: &idenfy_sim::SimHandle,
+    client_id: &str,
+) -> impl Future<Output = (StatusCode, Value)> + Send + 'static {
+    let cfg = sim.config();
+    let request = reqwest::Client::new()
+        .post(format!("{}/api/v2/token", sim.base_url()))
+        .basic_auth(&cfg.api_key, Some(&cfg.api_secret))
+        .json(&json!({ "clientId": client_id }));
+    async move {
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let text = response.text().await.expect("body read");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+/// Fails the test if `future` hangs. It bounds a hang, not speed: a minute is far beyond
+/// what any step here takes on a loaded machine.
+async fn hang_guard<T>(future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), future)
+        .await
+        .expect("hang guard: no progress within 60 s")
+}
+
+/// Polls `condition` every 10 ms until it holds (under [`hang_guard`]).
+async fn until(mut condition: impl FnMut() -> bool) {
+    hang_guard(async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
 }

@@ -2,6 +2,10 @@
 //! error mapping when the server is away, and the write modes (serialised on FerretDB).
 
 use std::io::Write as _;
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -11,7 +15,9 @@ use idenfy_core::{
 use mongodb::{
     IndexModel,
     bson::{Document, doc},
-    options::IndexOptions,
+    error::ErrorKind,
+    event::{EventHandler, command::CommandEvent},
+    options::{ClientOptions, IndexOptions},
 };
 use store_mongo::{Collections, MongoOptions, MongoStores, WriteMode, WriteModeSetting};
 
@@ -143,10 +149,11 @@ async fn environments_use_their_own_collections() {
     finish(live).await;
 }
 
-/// With nothing listening, every operation fails `Unavailable` after about the
-/// server-selection timeout instead of hanging.
+/// With nothing listening, `connect` still succeeds (it does not wait for the server), and
+/// every operation fails `Unavailable` through the server-selection timeout (500 ms here)
+/// instead of hanging or running into the (longer) operation timeout.
 #[tokio::test]
-async fn an_unreachable_server_is_unavailable_quickly() {
+async fn an_unreachable_server_is_unavailable_after_server_selection() {
     // A port nothing listens on: bind, read the port, close.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -154,56 +161,67 @@ async fn an_unreachable_server_is_unavailable_quickly() {
         .port();
     let options = MongoOptions {
         server_selection_timeout: Some(Duration::from_millis(500)),
+        operation_timeout: Some(Duration::from_secs(30)),
         ..MongoOptions::default()
     };
-    let started = Instant::now();
-    let stores = MongoStores::connect(
+    let stores = hang_guard(MongoStores::connect(
         &format!("mongodb://127.0.0.1:{port}/"),
         "nowhere",
         Environment::Live,
         options,
-    )
+    ))
     .await
     .expect("connect does not wait for the server");
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "connect returned promptly"
-    );
 
-    let started = Instant::now();
-    let result = stores.rows().get(&RowId::generate(Utc::now())).await;
-    assert!(
-        matches!(result, Err(StoreError::Unavailable(_))),
-        "{result:?}"
-    );
-    let result = stores.ping().await;
-    assert!(
-        matches!(result, Err(StoreError::Unavailable(_))),
-        "{result:?}"
-    );
-    let result = stores
-        .parents()
-        .fail(Flow::GovId, &ParentId::generate(Utc::now()), "r")
-        .await;
-    assert!(
-        matches!(result, Err(StoreError::Unavailable(_))),
-        "{result:?}"
-    );
-    let result = stores.ensure_indexes().await;
-    assert!(
-        matches!(result, Err(StoreError::Unavailable(_))),
-        "{result:?}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        started.elapsed()
-    );
+    hang_guard(async {
+        let row = stores.rows().get(&RowId::generate(Utc::now())).await;
+        assert_server_selection(row, "get");
+        assert_server_selection(stores.ping().await, "ping");
+        let fail = stores
+            .parents()
+            .fail(Flow::GovId, &ParentId::generate(Utc::now()), "r")
+            .await;
+        assert_server_selection(fail, "fail");
+        assert_server_selection(stores.ensure_indexes().await, "ensure_indexes");
+    })
+    .await;
     stores.shutdown().await;
 }
 
+/// `Unavailable`, with the driver's server-selection error as its source.
+fn assert_server_selection<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
+    let source = unavailable_source(&result, what);
+    assert!(
+        matches!(source, store_mongo::Error::Driver(error)
+            if matches!(error.kind.as_ref(), ErrorKind::ServerSelection { .. })),
+        "{what}: not a server-selection failure: {source:?}"
+    );
+}
+
+/// The store error behind an `Unavailable`; fails the test on anything else.
+fn unavailable_source<'a, T: std::fmt::Debug>(
+    result: &'a Result<T, StoreError>,
+    what: &str,
+) -> &'a store_mongo::Error {
+    let Err(StoreError::Unavailable(source)) = result else {
+        panic!("{what}: {result:?}");
+    };
+    source
+        .downcast_ref::<store_mongo::Error>()
+        .unwrap_or_else(|| panic!("{what}: not a store-mongo error: {source:?}"))
+}
+
+/// Fails the test if `future` hangs. It bounds a hang, not speed: a minute is far beyond
+/// what any step here takes on a loaded machine.
+async fn hang_guard<T>(future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), future)
+        .await
+        .expect("hang guard: no progress within 60 s")
+}
+
 /// The per-operation timeout bounds an operation even when the server accepts the TCP
-/// connection and then never answers.
+/// connection and then never answers: the operation ends as our own `Timeout`, long before
+/// the driver's 30 s server selection and connect timeouts would end it.
 #[tokio::test]
 async fn a_silent_server_hits_the_operation_timeout() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -231,16 +249,11 @@ async fn a_silent_server_hits_the_operation_timeout() {
     )
     .await
     .expect("connect");
-    let started = Instant::now();
-    let result = stores.ping().await;
+    let result = hang_guard(stores.ping()).await;
+    let source = unavailable_source(&result, "ping");
     assert!(
-        matches!(result, Err(StoreError::Unavailable(_))),
-        "{result:?}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        started.elapsed()
+        matches!(source, store_mongo::Error::Timeout(limit) if *limit == Duration::from_millis(700)),
+        "ended by the operation timeout: {source:?}"
     );
     silent.abort();
 }
@@ -306,10 +319,27 @@ async fn serialised_writes_break_stale_mutexes_and_wait_for_live_ones() {
         operation_timeout: Some(TIMEOUT),
         ..crate::support::options()
     };
-    let database = dev_services::unique_name(crate::support::DATABASE_PREFIX);
-    let stores = MongoStores::connect(&urls.mongodb_uri, &database, Environment::Live, options)
+    // Counts the reads of the mutex collection: an attempt at a held mutex reads it once (is
+    // it stale?), and a writer waiting for it reads it again on every poll.
+    let mutex_reads = Arc::new(AtomicUsize::new(0));
+    let mut client_options = ClientOptions::parse(&urls.mongodb_uri)
         .await
-        .expect("connect");
+        .expect("MONGODB_URI is a valid connection string");
+    client_options.server_selection_timeout = options.server_selection_timeout;
+    client_options.command_event_handler = Some(EventHandler::callback({
+        let mutex_reads = mutex_reads.clone();
+        move |event: CommandEvent| {
+            if let CommandEvent::Started(started) = event
+                && started.command_name == "find"
+                && started.command.get_str("find") == Ok(store_mongo::WRITE_LOCKS_COLLECTION)
+            {
+                mutex_reads.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }));
+    let client = mongodb::Client::with_options(client_options).expect("client");
+    let database = dev_services::unique_name(crate::support::DATABASE_PREFIX);
+    let stores = MongoStores::from_client(client, &database, Environment::Live, &options);
     assert_eq!(
         stores.write_mode().await.expect("forced"),
         WriteMode::Serialised
@@ -349,32 +379,37 @@ async fn serialised_writes_break_stale_mutexes_and_wait_for_live_ones() {
         .await
         .expect("a live mutex");
     let later = now + chrono::TimeDelta::seconds(30);
-    let started = Instant::now();
-    let claimed = stores
-        .rows()
-        .claim_poll(&row.id, &row.scan_ref, later, later)
-        .await
-        .expect("a busy row is not an error for a claim");
+    let reads_before = mutex_reads.load(Ordering::SeqCst);
+    let claimed = hang_guard(
+        stores
+            .rows()
+            .claim_poll(&row.id, &row.scan_ref, later, later),
+    )
+    .await
+    .expect("a busy row is not an error for a claim");
+    // The live mutex outlasts any wait, so a claim that waited could only have ended in a
+    // mutex timeout; and it read the mutex once (its one attempt), never polling it.
     assert_eq!(claimed, idenfy_core::Write::NotMatched);
-    assert!(
-        started.elapsed() < TIMEOUT,
-        "a claim never waits for the mutex ({:?})",
-        started.elapsed()
+    assert_eq!(
+        mutex_reads.load(Ordering::SeqCst) - reads_before,
+        1,
+        "a claim never waits for the mutex"
     );
+    let reads_before = mutex_reads.load(Ordering::SeqCst);
 
     let started = Instant::now();
-    let result = stores
-        .rows()
-        .mark_expired(&row.id, &row.scan_ref, later)
-        .await;
+    let result = hang_guard(stores.rows().mark_expired(&row.id, &row.scan_ref, later)).await;
+    let source = unavailable_source(&result, "mark_expired");
     assert!(
-        matches!(result, Err(StoreError::Unavailable(_))),
-        "{result:?}"
+        matches!(source, store_mongo::Error::MutexTimeout(limit) if *limit == TIMEOUT),
+        "gave up waiting for the mutex: {source:?}"
     );
+    // From below only: it waited out the operation timeout, polling the mutex meanwhile.
     let waited = started.elapsed();
+    assert!(waited >= TIMEOUT, "waited {waited:?}");
     assert!(
-        waited >= TIMEOUT && waited < TIMEOUT * 3,
-        "waited {waited:?}"
+        mutex_reads.load(Ordering::SeqCst) - reads_before > 1,
+        "the write polled the mutex while it waited"
     );
     let unchanged = stores.rows().get(&row.id).await.expect("get").expect("row");
     assert_eq!(
