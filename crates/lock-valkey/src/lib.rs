@@ -1,7 +1,7 @@
 //! The idenfy-core recreate-lock port on Valkey via fred: `SET NX PX` to acquire, a
 //! compare-and-delete Lua script to release.
 //!
-//! The lock is an optimisation in front of the MongoDB claim (PRODUCT.md §4 step d), so it
+//! The lock is an optimisation in front of the MongoDB claim (the real guard), so it
 //! is built to fail fast rather than to wait:
 //! - [`ValkeyLock::connect`] never blocks start-up on Valkey: it starts a small pool whose
 //!   clients connect, and keep reconnecting, in the background (exponential back-off,
@@ -15,19 +15,30 @@
 //!
 //! Keys: `[<test prefix>][sandbox:]idenfy:recreate-lock:<rowId>`, value a random 128-bit
 //! owner token (`Nonce::random()`).
+//!
+//! TLS: a `rediss://` or `valkeys://` URL connects over TLS (rustls, ring provider), trusting
+//! the system's roots (the platform store, or `SSL_CERT_FILE` / `SSL_CERT_DIR`) unless
+//! [`ValkeyOptions::tls_root_certs_pem`] names others.
+
+#![warn(missing_docs)]
 
 use std::time::Duration;
 
 use fred::{
     clients::Pool,
-    interfaces::{ClientLike, KeysInterface, LuaInterface},
+    interfaces::{ClientLike, KeysInterface},
     types::{
-        Builder, Expiration, SetOptions, Value,
-        config::{Config, Options, ReconnectPolicy},
+        Builder, ClusterHash, CustomCommand, Expiration, SetOptions, Value,
+        config::{Config, Options, ReconnectPolicy, TlsConfig},
         scripts::Script,
     },
 };
 use idenfy_core::{Environment, LockError, LockGuard, Nonce, RecreateLock, RowId};
+use rustls::pki_types::{CertificateDer, pem::PemObject};
+
+/// The Valkey client this crate is built against, so that a pool passed to
+/// [`ValkeyLock::from_pool`] comes from the very same version.
+pub use fred;
 
 /// The compare-and-delete release script (also in `lua/release.lua`).
 pub const RELEASE_LUA: &str = include_str!("../lua/release.lua");
@@ -47,6 +58,9 @@ pub enum Error {
     /// The URL or the options were refused by fred.
     #[error("invalid Valkey configuration")]
     Config(#[source] fred::error::Error),
+    /// [`ValkeyOptions::tls_root_certs_pem`] holds no usable certificate.
+    #[error("invalid TLS root certificates: {0}")]
+    TlsRoots(String),
 }
 
 /// Client settings; `Default` gives the documented defaults.
@@ -61,9 +75,13 @@ pub struct ValkeyOptions {
     /// How long [`ValkeyLock::connect`] waits for the first connection before returning a
     /// lock that keeps connecting in the background. Zero: do not wait.
     pub connect_wait: Duration,
-    /// Reconnect back-off: first delay and cap.
+    /// Reconnect back-off: the first delay.
     pub reconnect_min_delay: Duration,
+    /// Reconnect back-off: the longest delay.
     pub reconnect_max_delay: Duration,
+    /// Certificates (PEM) trusted for a TLS URL (`rediss://`, `valkeys://`) instead of the
+    /// system's roots; `None`: the system's. Ignored for a plain `redis://` URL.
+    pub tls_root_certs_pem: Option<Vec<u8>>,
 }
 
 impl Default for ValkeyOptions {
@@ -75,8 +93,27 @@ impl Default for ValkeyOptions {
             connect_wait: DEFAULT_CONNECT_WAIT,
             reconnect_min_delay: Duration::from_millis(100),
             reconnect_max_delay: Duration::from_secs(5),
+            tls_root_certs_pem: None,
         }
     }
+}
+
+/// A rustls client configuration trusting exactly the certificates in `pem`.
+fn tls_with_roots(pem: &[u8]) -> Result<TlsConfig, Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|error| Error::TlsRoots(error.to_string()))?;
+        roots
+            .add(cert)
+            .map_err(|error| Error::TlsRoots(error.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(Error::TlsRoots("no certificate in the PEM".to_owned()));
+    }
+    Ok(rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+        .into())
 }
 
 /// The recreate lock of one environment. Cheap to clone (the pool is shared).
@@ -108,6 +145,11 @@ impl ValkeyLock {
         options: ValkeyOptions,
     ) -> Result<ValkeyLock, Error> {
         let mut config = Config::from_url(url).map_err(Error::Config)?;
+        if config.tls.is_some()
+            && let Some(pem) = &options.tls_root_certs_pem
+        {
+            config.tls = Some(tls_with_roots(pem)?);
+        }
         // Reconnect in the background even when the very first connection fails.
         config.fail_fast = false;
         let policy = ReconnectPolicy::new_exponential(
@@ -124,8 +166,12 @@ impl ValkeyLock {
                 connection.reconnect_on_auth_error = false;
                 // A connection that stops answering (a paused or half-dead server) is
                 // dropped and re-established instead of being waited on forever.
-                connection.unresponsive.max_timeout =
-                    Some((options.command_timeout * 4).max(Duration::from_secs(2)));
+                connection.unresponsive.max_timeout = Some(
+                    options
+                        .command_timeout
+                        .saturating_mul(4)
+                        .max(Duration::from_secs(2)),
+                );
                 connection.unresponsive.interval = Duration::from_millis(500);
             })
             .with_performance_config(|performance| {
@@ -149,18 +195,34 @@ impl ValkeyLock {
                 ),
             }
         }
-        Ok(ValkeyLock {
+        Ok(ValkeyLock::from_pool(
+            pool,
+            environment,
+            options.command_timeout,
+        ))
+    }
+
+    /// A lock over a pool the caller already has (built and connected with the same `fred`
+    /// this crate re-exports). Each lock command is sent once, fails at once while the pool
+    /// is disconnected, and gives up after `command_timeout`; reconnection, TLS and pool
+    /// size stay as the caller configured them.
+    pub fn from_pool(
+        pool: Pool,
+        environment: Environment,
+        command_timeout: Duration,
+    ) -> ValkeyLock {
+        ValkeyLock {
             pool,
             environment,
             key_prefix: String::new(),
             release: Script::from_lua(RELEASE_LUA),
             command: Options {
-                timeout: Some(options.command_timeout),
+                timeout: Some(command_timeout),
                 max_attempts: Some(1),
                 fail_fast: true,
                 ..Options::default()
             },
-        })
+        }
     }
 
     /// The same lock with an extra prefix in front of every key (tests use a unique one, so
@@ -178,6 +240,7 @@ impl ValkeyLock {
         }
     }
 
+    /// The environment whose key space this lock uses.
     pub fn environment(&self) -> Environment {
         self.environment
     }
@@ -190,6 +253,11 @@ impl ValkeyLock {
             self.environment.key_prefix(),
             row
         )
+    }
+
+    /// Whether the connections use TLS (a `rediss://` or `valkeys://` URL).
+    pub fn uses_tls(&self) -> bool {
+        self.pool.next().client_config().uses_tls()
     }
 
     /// Whether at least one pooled client is connected right now.
@@ -211,7 +279,11 @@ impl ValkeyLock {
     /// Closes the pool's connections and stops reconnecting (bounded by the command
     /// timeout, so it never hangs on an unreachable server).
     pub async fn shutdown(&self) {
-        let limit = self.command.timeout.unwrap_or(DEFAULT_COMMAND_TIMEOUT) * 2;
+        let limit = self
+            .command
+            .timeout
+            .unwrap_or(DEFAULT_COMMAND_TIMEOUT)
+            .saturating_mul(2);
         match tokio::time::timeout(limit, self.pool.quit()).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::debug!(error = %error, "closing the Valkey pool"),
@@ -246,14 +318,22 @@ impl RecreateLock for ValkeyLock {
         let client = self.pool.with_options(&self.command);
         let key = self.key(&guard.row);
         let owner = guard.owner.as_str();
+        // Sent as custom commands: fred's `LuaInterface` methods on a `with_options` client
+        // go straight to the pool and drop the options (fail-fast and the timeout with
+        // them), so a release while disconnected would wait instead of failing at once.
+        // The key is the third argument (after the script and the key count).
+        let command = |name: &'static str| CustomCommand::new(name, ClusterHash::Offset(2), false);
         let deleted: i64 = match client
-            .evalsha(self.release.sha1().clone(), key.clone(), owner)
+            .custom(
+                command("EVALSHA"),
+                vec![&**self.release.sha1(), "1", key.as_str(), owner],
+            )
             .await
         {
             // Not cached on this server yet (first use, restart, SCRIPT FLUSH): EVAL sends
             // the source, which also caches it for the next EVALSHA.
             Err(error) if error.details().starts_with("NOSCRIPT") => client
-                .eval(RELEASE_LUA, key, owner)
+                .custom(command("EVAL"), vec![RELEASE_LUA, "1", key.as_str(), owner])
                 .await
                 .map_err(unavailable)?,
             other => other.map_err(unavailable)?,

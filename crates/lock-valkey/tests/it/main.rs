@@ -11,3 +11,4 @@ mod conformance;
 mod lock;
 mod smoke;
 mod support;
+mod tls;
