@@ -10,6 +10,7 @@ pub const DEFAULT_BASE_URL: &str = "https://ivs.idenfy.com";
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a credential.
     pub fn new(raw: impl Into<String>) -> Self {
         Self(raw.into())
     }
@@ -19,6 +20,7 @@ impl Secret {
         &self.0
     }
 
+    /// Whether the credential is the empty string (not configured).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -52,9 +54,13 @@ pub struct TokenOptions {
     pub expiry_time_secs: Option<u32>,
     /// `sessionLength`: seconds the user has once the UI is open (iDenfy: 60..=3600).
     pub session_length_secs: Option<u32>,
+    /// `locale`: the hosted UI's language (e.g. `en`).
     pub locale: Option<String>,
+    /// `successUrl`: where the browser goes after an approved verification.
     pub success_url: Option<String>,
+    /// `errorUrl`: where the browser goes after a failed verification.
     pub error_url: Option<String>,
+    /// `unverifiedUrl`: where the browser goes when the user leaves unverified.
     pub unverified_url: Option<String>,
     /// Per-session webhook receiver (needs a permission on the iDenfy account).
     pub callback_url: Option<String>,
@@ -118,7 +124,9 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Time allowed for one whole request (connect, send, response body).
     pub request_timeout: Duration,
+    /// Overrides sent with every token call.
     pub token_options: TokenOptions,
+    /// Retries of `status` and `data`.
     pub retry: RetryPolicy,
 }
 

@@ -6,6 +6,8 @@
 //! - [`ClientConfig`]: credentials in a [`Secret`], timeouts, [`TokenOptions`], [`RetryPolicy`].
 //! - [`webhook`]: the webhook payload and `Idenfy-Event-Type` values, for consumers and tests.
 
+#![warn(missing_docs)]
+
 mod client;
 mod config;
 mod error;

@@ -1,11 +1,11 @@
-//! Creating sessions (PRODUCT.md §6): get-or-create, reuse of a recent APPROVED row, and
+//! Creating sessions: get-or-create, reuse of a recent APPROVED row, and
 //! idempotency that never mints twice.
 //!
 //! Every creation runs under a [`CreationIntent`] keyed by the idempotency key (or, for the
 //! drop-in path, by the parent id). The minted token is saved in the intent BEFORE the row
 //! is written, so a retry after a crash finishes the job with the same token instead of
 //! paying for another; the parent is written last, so a failed mint leaves nothing that
-//! counts as a session (W25, W26).
+//! counts as a session. The life of an intent is in `docs/data-model.md#creation-intents`.
 
 use serde::Serialize;
 use tracing::{error, info, warn};
@@ -15,7 +15,7 @@ use crate::{
     MintedToken, Nonce, Parent, ParentId, ParentStatus, ParentStore, RecreateLock, RowId, RowStore,
     SessionView, Sessions, SigDigest, StoreError,
     journal::{JournaledMint, MintTarget},
-    resolver::chrono_duration,
+    resolver::{after, before},
 };
 
 /// The longest `retryAfterMs` of an in-progress answer for an Idempotency-Key.
@@ -24,7 +24,9 @@ pub const IN_PROGRESS_RETRY_MS: u64 = 1000;
 /// `POST /internal/sessions`.
 #[derive(Clone, Debug)]
 pub struct CreateRequest {
+    /// The owner of the new session (stored on the parent and the row).
     pub sig_digest: SigDigest,
+    /// Which kind of parent to create.
     pub flow: Flow,
     /// The `Idempotency-Key` header, if any.
     pub idempotency_key: Option<String>,
@@ -32,42 +34,64 @@ pub struct CreateRequest {
 
 /// A parent and its iDenfy row.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Created {
+    /// The parent session's id.
     pub session_id: ParentId,
+    /// The iDenfy row's id (the parent's `idenfySessionId`).
     pub idenfy_session_id: RowId,
+    /// The parent's flow.
     pub flow: Flow,
     /// An APPROVED row of the last days was linked instead of minting.
     pub reused: bool,
     /// The result of an earlier request (same idempotency key, or an already linked row).
     pub replayed: bool,
+    /// The iDenfy session as the client sees it (token, redirect URL, status).
     pub idenfy: SessionView,
 }
 
+/// Why [`Sessions::create_session`] or [`Sessions::ensure_idenfy_session`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
+    /// The `Idempotency-Key` is empty, longer than 200 characters or not visible ASCII.
     #[error("Idempotency-Key must be 1 to 200 visible ASCII characters")]
     InvalidKey,
+    /// The key was first used with a different sigDigest or flow.
     #[error("Idempotency-Key was already used for a different request")]
     KeyMismatch,
     /// A request with the same key is still running; retry after the given time.
     #[error("a request with this Idempotency-Key is in progress")]
-    InProgress { retry_after_ms: u64 },
+    InProgress {
+        /// How long to wait before retrying, in milliseconds.
+        retry_after_ms: u64,
+    },
     /// An earlier token call for this key has an unknown outcome (a token may have been
     /// billed); no new one before the given time.
     #[error("an earlier token call for this Idempotency-Key got no answer; retry later")]
-    BackingOff { retry_after_ms: u64 },
+    BackingOff {
+        /// How long to wait before retrying, in milliseconds.
+        retry_after_ms: u64,
+    },
     /// Too many token calls for this key had an unknown outcome: an operator must look.
     #[error("{count} token calls for this Idempotency-Key got no answer; giving up")]
-    UnknownOutcomes { count: u32 },
+    UnknownOutcomes {
+        /// How many token calls had an unknown outcome.
+        count: u32,
+    },
+    /// No parent has this id, or the parent belongs to a different sigDigest.
     #[error("session not found")]
     ParentNotFound,
+    /// The parent has no iDenfy row yet and is no longer `IN_PROGRESS`.
     #[error("session is not in progress")]
     ParentNotInProgress,
+    /// The parent has no sigDigest and the request named none.
     #[error("session has no owner to attach an iDenfy session to")]
     ParentWithoutOwner,
+    /// The token call failed.
     #[error(transparent)]
     Idenfy(#[from] IdenfyError),
+    /// A store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -167,7 +191,7 @@ where
             parent_id,
             row_id: RowId::generate(now),
             state: IntentState::Pending,
-            claimed_until: now + chrono_duration(self.settings.claim_ttl),
+            claimed_until: after(now, self.settings.claim_ttl),
             claim_id: Nonce::random(),
             minted: None,
             created_at: now,
@@ -224,7 +248,7 @@ where
             }),
             IntentState::Pending | IntentState::Failed => {
                 let claim_id = Nonce::random();
-                let until = now + chrono_duration(self.settings.claim_ttl);
+                let until = after(now, self.settings.claim_ttl);
                 if self
                     .intents
                     .reclaim(&existing.key, &claim_id, until, now)
@@ -261,7 +285,7 @@ where
                         .find_reusable(
                             &intent.sig_digest,
                             intent.flow,
-                            now - chrono_duration(self.settings.reuse_window),
+                            before(now, self.settings.reuse_window),
                         )
                         .await?
                 {
@@ -344,7 +368,7 @@ where
                         .increment(1);
                     warn!(session = %intent.parent_id, attempt = intent.unknown_mint_outcomes + 1, error = %err, "the outcome of a token call for a new session is unknown (a token may have been billed); its retries wait");
                     let now = self.clock.now();
-                    let retry_at = now + chrono_duration(self.settings.unknown_outcome_backoff);
+                    let retry_at = after(now, self.settings.unknown_outcome_backoff);
                     let _ = self
                         .intents
                         .record_unknown_mint(&intent.key, &intent.claim_id, retry_at, now)
@@ -374,7 +398,7 @@ where
     ) -> Result<(), CreateError> {
         let until = intent
             .claimed_until
-            .min(self.clock.now() + chrono_duration(self.settings.persist_retry));
+            .min(after(self.clock.now(), self.settings.persist_retry));
         let recorded = self
             .retrying_store(
                 until,

@@ -11,6 +11,7 @@ use crate::Timestamp;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("malformed {what}: expected 24 lowercase or uppercase hex characters")]
 pub struct InvalidId {
+    /// What the identifier was meant to be (e.g. "session id").
     pub what: &'static str,
 }
 
@@ -40,6 +41,7 @@ macro_rules! object_id_newtype {
                 Self(hex::encode(bytes))
             }
 
+            /// The id as 24 lowercase hex characters.
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -90,10 +92,12 @@ object_id_newtype!(
 pub struct ScanRef(String);
 
 impl ScanRef {
+    /// Wraps a scanRef as iDenfy or the store gave it; no validation.
     pub fn new(raw: impl Into<String>) -> Self {
         Self(raw.into())
     }
 
+    /// The scanRef as a string.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -118,6 +122,7 @@ impl fmt::Debug for ScanRef {
 pub struct AuthToken(String);
 
 impl AuthToken {
+    /// Wraps a token as iDenfy or the store gave it; no validation.
     pub fn new(raw: impl Into<String>) -> Self {
         Self(raw.into())
     }
@@ -135,7 +140,7 @@ impl fmt::Debug for AuthToken {
 }
 
 /// The caller's identity (`X-Holo-User-Id`, a.k.a. sigDigest). It is a bearer secret
-/// (upstream W17), so `Debug` redacts it.
+/// (whoever presents it acts as the user), so `Debug` redacts it.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct SigDigest(String);
@@ -156,6 +161,8 @@ impl SigDigest {
         Self(raw.into())
     }
 
+    /// The secret value; call only where it leaves the process on purpose (storage, the
+    /// iDenfy API).
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -179,16 +186,19 @@ impl fmt::Debug for SigDigest {
 pub struct Nonce(String);
 
 impl Nonce {
+    /// A fresh nonce: 16 random bytes as 32 lowercase hex characters.
     pub fn random() -> Self {
         let mut bytes = [0u8; 16];
         rand::rng().fill_bytes(&mut bytes);
         Self(hex::encode(bytes))
     }
 
+    /// Wraps a value read back from a store or the lock service; no validation.
     pub fn from_stored(raw: impl Into<String>) -> Self {
         Self(raw.into())
     }
 
+    /// The full value. Secret to the holder: whoever knows it can release the claim or lock.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -199,6 +209,44 @@ impl fmt::Debug for Nonce {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Nonce({}…)", self.0.get(..6).unwrap_or_default())
     }
+}
+
+/// The identifiers the HTTP API shows, as OpenAPI schemas: JSON strings.
+#[cfg(feature = "openapi")]
+mod openapi {
+    use utoipa::openapi::{ObjectBuilder, RefOr, Type, schema::Schema};
+
+    macro_rules! string_schema {
+        ($name:ty, $description:literal $(, pattern = $pattern:literal)?) => {
+            impl utoipa::PartialSchema for $name {
+                fn schema() -> RefOr<Schema> {
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .description(Some($description))
+                        $(.pattern(Some($pattern)))?
+                        .into()
+                }
+            }
+
+            impl utoipa::ToSchema for $name {}
+        };
+    }
+
+    string_schema!(
+        super::RowId,
+        "Id of an iDenfy session (24 lowercase hex characters).",
+        pattern = "^[0-9a-f]{24}$"
+    );
+    string_schema!(
+        super::ParentId,
+        "Id of a parent session (24 lowercase hex characters).",
+        pattern = "^[0-9a-f]{24}$"
+    );
+    string_schema!(super::ScanRef, "iDenfy's reference of one verification.");
+    string_schema!(
+        super::AuthToken,
+        "The token that opens iDenfy's hosted verification page."
+    );
 }
 
 #[cfg(test)]

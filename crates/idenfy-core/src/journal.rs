@@ -31,15 +31,25 @@ pub enum MintTarget {
     /// A replacement for the expired token `old_scan_ref` of `row_id`, under `claim_id`.
     #[serde(rename_all = "camelCase")]
     Recovery {
+        /// The row being recovered.
         row_id: RowId,
+        /// The row's expired scanRef, the condition of the persist.
         old_scan_ref: ScanRef,
+        /// The recreation claim the token was minted under.
         claim_id: Nonce,
+        /// When the expired token was minted, if known (for the history entry).
         old_minted_at: Option<Timestamp>,
+        /// The last status of the expired scanRef, as stored (for the history entry).
         old_status: Option<String>,
     },
     /// The first token of the creation intent `intent_key`, under `claim_id`.
     #[serde(rename_all = "camelCase")]
-    Creation { intent_key: String, claim_id: Nonce },
+    Creation {
+        /// The creation intent's key.
+        intent_key: String,
+        /// The intent claim the token was minted under.
+        claim_id: Nonce,
+    },
 }
 
 /// One minted token waiting for the store. `Debug` never shows the token.
@@ -48,14 +58,23 @@ pub enum MintTarget {
 pub struct JournaledMint {
     /// Unique per entry.
     pub id: Nonce,
+    /// The environment whose store the token belongs in.
     pub environment: Environment,
+    /// The parent the token was minted for (its iDenfy `clientId`).
     pub parent_id: ParentId,
+    /// What the token was minted for.
     pub target: MintTarget,
+    /// The minted token's scanRef.
     pub scan_ref: ScanRef,
+    /// The minted token (secret).
     pub auth_token: AuthToken,
+    /// The hosted-UI URL of the minted token.
     pub redirect_url: String,
+    /// When the minted token expires, when known.
     pub expires_at: Option<Timestamp>,
+    /// When the token was minted.
     pub minted_at: Timestamp,
+    /// When the entry was written to the journal.
     pub journaled_at: Timestamp,
 }
 

@@ -1,4 +1,4 @@
-//! In-memory adapters of the store and lock ports, for dev mode and tests.
+//! In-memory adapters of the store and lock ports, for dev mode and tests (feature `testing`).
 //!
 //! Each adapter is a cheap `Clone` handle on shared state (`Arc<Mutex<..>>`); every
 //! operation takes the mutex once and never holds it across an `.await`, so each call is
@@ -112,6 +112,7 @@ impl fmt::Debug for MemoryRowStore {
 }
 
 impl MemoryRowStore {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }
@@ -531,6 +532,7 @@ impl fmt::Debug for MemoryParentStore {
 }
 
 impl MemoryParentStore {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }
@@ -660,6 +662,7 @@ impl fmt::Debug for MemoryIntentStore {
 }
 
 impl MemoryIntentStore {
+    /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }
@@ -823,6 +826,7 @@ impl fmt::Debug for MemoryLock {
 }
 
 impl MemoryLock {
+    /// No key held; TTLs are measured on `clock`.
     pub fn new<C: Clock>(clock: C) -> Self {
         Self {
             keys: Arc::default(),
@@ -1031,6 +1035,7 @@ pub struct MemoryJournal {
 }
 
 impl MemoryJournal {
+    /// An empty journal.
     pub fn new() -> Self {
         Self::default()
     }

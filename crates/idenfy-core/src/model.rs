@@ -1,4 +1,4 @@
-//! The stored records: iDenfy rows, parents and creation intents (PRODUCT.md §3).
+//! The stored records: iDenfy rows, parents and creation intents (`docs/data-model.md`).
 
 use serde::{Deserialize, Serialize};
 
@@ -12,15 +12,27 @@ use crate::{
 /// or defaulted, so its documents load.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IdenfyRow {
+    /// `_id`: the row id.
     pub id: RowId,
+    /// `sigDigest`: the owner.
     pub sig_digest: SigDigest,
+    /// `idenfyAuthToken`: the current token the browser opens.
     pub auth_token: AuthToken,
+    /// `idenfyScanRef`: the current iDenfy verification; webhooks find the row by it.
     pub scan_ref: ScanRef,
+    /// `idenfyVerificationStatus`: iDenfy's overall status, verbatim; `EXPIRED` marks the
+    /// current token as dead. `None` before the first status and after a recovery.
     pub verification_status: Option<VerificationStatus>,
+    /// `verificationFailureReason` (see [`crate::reasons`]).
     pub failure_reason: Option<String>,
+    /// `status`: the row lifecycle.
     pub status: RowStatus,
+    /// `createdByFlow`: which parent collection holds the parent.
     pub flow: Flow,
+    /// `createdBySessionId`: the parent; also the iDenfy `clientId` of every token minted
+    /// for the row.
     pub parent_id: ParentId,
+    /// `createdAt`: never changed (the ObjectId's time when the document has none).
     pub created_at: Timestamp,
     /// Replacement tokens persisted for this row (id-server's `recreationCount`).
     pub recreation_count: u32,
@@ -42,9 +54,13 @@ pub struct IdenfyRow {
     pub unknown_mint_outcomes: u32,
     /// `lastMintUnknownAt`: when the last of those happened.
     pub last_unknown_mint_at: Option<Timestamp>,
+    /// `recreation`: the state of the expired-token recovery.
     pub recreation: Recreation,
+    /// `scanRefHistory`: the scanRefs recoveries replaced, oldest first.
     pub scan_ref_history: Vec<SupersededScanRef>,
+    /// `orphanedMints`: tokens minted for the row but never attached.
     pub orphaned_mints: Vec<OrphanedMint>,
+    /// `updatedAt`: the last write by this service.
     pub updated_at: Option<Timestamp>,
 }
 
@@ -123,39 +139,52 @@ pub struct Recreation {
     pub consecutive_failures: u32,
 }
 
+/// A time-limited claim: whoever knows `claim_id` may act until `claimed_until`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Claim {
+    /// The claim's random id; conditional writes of the holder match on it.
     pub claim_id: Nonce,
+    /// When the claim lapses and a peer may take it over.
     pub claimed_until: Timestamp,
 }
 
-/// A scanRef replaced by a recreation, kept so its late webhooks are acknowledged (W8).
+/// A scanRef replaced by a recreation, kept so its late webhooks are acknowledged and recorded.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SupersededScanRef {
+    /// The replaced scanRef.
     pub scan_ref: ScanRef,
+    /// When its token was minted, when known.
     pub minted_at: Option<Timestamp>,
+    /// When the recovery replaced it.
     pub superseded_at: Timestamp,
+    /// The last status known for it (normally `EXPIRED`; late webhooks update it).
     pub last_status: Option<VerificationStatus>,
+    /// `last_status` will not change any more.
     pub is_final: bool,
 }
 
 /// A token minted under a claim that had expired and was taken by a peer: billed, never
-/// used. Recorded for audit and for deleting its data at iDenfy (W5, W8).
+/// used. Recorded for audit and for deleting its data at iDenfy.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OrphanedMint {
+    /// The orphaned token's scanRef.
     pub scan_ref: ScanRef,
+    /// When it was minted.
     pub minted_at: Timestamp,
 }
 
 /// A token iDenfy just minted.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MintedToken {
+    /// The token that opens the hosted UI (secret).
     pub auth_token: AuthToken,
+    /// iDenfy's id of the new verification.
     pub scan_ref: ScanRef,
     /// Where the browser opens the hosted UI.
     pub redirect_url: String,
     /// Mint time + `expiryTime`, when the client knows it.
     pub expires_at: Option<Timestamp>,
+    /// When the token call returned.
     pub minted_at: Timestamp,
 }
 
@@ -163,34 +192,46 @@ pub struct MintedToken {
 /// fields this subsystem reads or writes; stores must leave every other field alone.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Parent {
+    /// `_id`.
     pub id: ParentId,
+    /// Which collection holds it.
     pub flow: Flow,
+    /// `sigDigest`: the owner, when recorded.
     pub sig_digest: Option<SigDigest>,
+    /// `status`.
     pub status: ParentStatus,
+    /// `idenfySessionId`: the linked iDenfy row, if any.
     pub idenfy_session_id: Option<RowId>,
+    /// `verificationFailureReason`.
     pub failure_reason: Option<String>,
+    /// `createdAt`, when present.
     pub created_at: Option<Timestamp>,
 }
 
 /// The durable record of one session-creation request, keyed by its idempotency key: it
 /// makes retries return the first result and keeps a minted token even if a later write
-/// fails, so nothing is minted twice and nothing billed is lost (W25, W26).
+/// fails, so nothing is minted twice and nothing billed is lost (`docs/data-model.md`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct CreationIntent {
     /// Scoped key: `<scope>:<idempotency key>`.
     pub key: String,
+    /// The owner the request was made for; a replay must name the same one.
     pub sig_digest: SigDigest,
+    /// The flow the request was made for; a replay must name the same one.
     pub flow: Flow,
     /// Allocated up front; the iDenfy `clientId`.
     pub parent_id: ParentId,
     /// Allocated up front, so a retry re-uses it.
     pub row_id: RowId,
+    /// Where the intent is in its life.
     pub state: IntentState,
     /// The holder of this claim may mint until then.
     pub claimed_until: Timestamp,
+    /// The current claim's random id; the holder's writes match on it.
     pub claim_id: Nonce,
     /// The token minted for it, saved before the row is written.
     pub minted: Option<MintedToken>,
+    /// When the intent was first inserted.
     pub created_at: Timestamp,
     /// `mintUnknownOutcomes`: token calls for it whose outcome is unknown (each may have
     /// billed a token we never saw).
@@ -199,6 +240,7 @@ pub struct CreationIntent {
     pub last_unknown_mint_at: Option<Timestamp>,
 }
 
+/// The state of a [`CreationIntent`] (`docs/data-model.md#creation-intents`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IntentState {
     /// Claimed; a mint may be in flight.

@@ -1,5 +1,6 @@
 //! Ports: what the core needs from storage, the lock, iDenfy and time, and what an
-//! implementation MUST do. The conformance suite (feature `conformance`) checks exactly this.
+//! implementation MUST do. The conformance suite ([`crate::conformance`], feature `testing`)
+//! checks exactly this.
 //!
 //! Every store/lock is built for ONE environment (collections and key prefixes are chosen at
 //! construction), so no method takes an `Environment`.
@@ -11,6 +12,7 @@ use crate::{
     RowId, RowStatus, ScanRef, SigDigest, Timestamp, VerificationStatus,
 };
 
+/// Any error, as the source of a port error.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
 /// Whether a conditional write found its document. `NotMatched` is a business outcome (a
@@ -18,11 +20,14 @@ pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 #[must_use]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Write {
+    /// The condition held and the write was made.
     Applied,
+    /// The condition did not hold (or the document does not exist); nothing was written.
     NotMatched,
 }
 
 impl Write {
+    /// Whether the write was made.
     pub fn applied(self) -> bool {
         self == Self::Applied
     }
@@ -39,7 +44,12 @@ pub enum StoreError {
     Unavailable(#[source] BoxError),
     /// A stored document could not be read as our model.
     #[error("stored document {id} is malformed: {reason}")]
-    Corrupt { id: String, reason: String },
+    Corrupt {
+        /// The document's `_id`.
+        id: String,
+        /// What could not be read, without secrets.
+        reason: String,
+    },
     /// Any other backend failure.
     #[error("store backend error")]
     Backend(#[source] BoxError),
@@ -48,19 +58,22 @@ pub enum StoreError {
 /// A status iDenfy reported for the current scanRef, to be stored.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StatusUpdate {
+    /// iDenfy's overall status.
     pub status: VerificationStatus,
     /// The decision will not change (status API decision, or webhook `final: true`).
     pub is_final: bool,
     /// New row lifecycle, when the status decides it.
     pub row_status: Option<RowStatus>,
+    /// `verificationFailureReason` to store, when the status decides one.
     pub failure_reason: Option<String>,
-    /// Set when the update comes from a status call (W34's `lastCheckedAt`).
+    /// Set when the update comes from a status call (`lastCheckedAt`: the age of the answer).
     pub checked_at: Option<Timestamp>,
 }
 
 /// What `persist_recreation` writes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Recreated {
+    /// The replacement token.
     pub token: MintedToken,
     /// When the superseded token was minted, if known (for the history entry).
     pub old_minted_at: Option<Timestamp>,
@@ -73,6 +86,7 @@ pub struct Recreated {
 pub struct MintFailure {
     /// Short, secret-free description (error class and iDenfy identifier).
     pub last_error: String,
+    /// No new attempt before this instant (the back-off).
     pub next_attempt_at: Timestamp,
     /// The token call's outcome is unknown (timeout, connection lost after sending): a token
     /// may have been minted and billed. Counted on the row with its time.
@@ -121,8 +135,9 @@ pub trait RowStore: Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<IdenfyRow>, StoreError>> + Send;
 
-    /// The per-row poll claim (W24). Condition: `_id`, current scanRef == `scan_ref`,
-    /// `final` not true, and `lastPolledAt` absent, null or earlier than `due_before`.
+    /// The per-row poll claim (`docs/resolver.md`, step 4b). Condition: `_id`, current
+    /// scanRef == `scan_ref`, `final` not true, and `lastPolledAt` absent, null or earlier
+    /// than `due_before`.
     /// Sets `lastPolledAt = now`. `NotMatched` when the condition does not hold: callers
     /// treat it as "lost the race" and re-read the row.
     fn claim_poll(
@@ -133,7 +148,7 @@ pub trait RowStore: Send + Sync + 'static {
         now: Timestamp,
     ) -> impl Future<Output = Result<Write, StoreError>> + Send;
 
-    /// Stores a status for the current scanRef, monotonically (W3, W6, W22).
+    /// Stores a status for the current scanRef, monotonically (`docs/webhooks.md#transitions`).
     /// Condition: `_id`, current scanRef == `scan_ref`, `final` not true; and, when
     /// `update.status` is not a decision, the stored status is not an expiry (an ACTIVE
     /// that lost a race never un-expires a row). Sets `idenfyVerificationStatus`, `final`,
@@ -157,8 +172,9 @@ pub trait RowStore: Send + Sync + 'static {
         now: Timestamp,
     ) -> impl Future<Output = Result<Write, StoreError>> + Send;
 
-    /// Claims the right to mint a replacement (W2, W4, W5). Condition: `_id`, current
-    /// scanRef == `scan_ref`, verification `EXPIRED`, `final` not true, not given up (row
+    /// Claims the right to mint a replacement (`docs/resolver.md`, step 5e).
+    /// Condition: `_id`, current scanRef == `scan_ref`, verification `EXPIRED`, `final` not
+    /// true, not given up (row
     /// `status` `failed` with reason [`crate::reasons::RECREATION_LIMIT`]; a row id-server
     /// failed on its own expiry webhook may be claimed), `recreationCount < cap` (absent
     /// counts as 0), `mintAttempts <
@@ -221,7 +237,7 @@ pub trait RowStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Write, StoreError>> + Send;
 
     /// Records a status reported for a SUPERSEDED scanRef in its history entry, without
-    /// touching the current session (W8). Condition: `_id` and a history entry with that
+    /// touching the current session. Condition: `_id` and a history entry with that
     /// scanRef whose `final` is not true. Sets the entry's `lastStatus` and `final`.
     fn update_superseded(
         &self,
@@ -285,7 +301,7 @@ pub trait ParentStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
-/// Creation intents of one environment (idempotent session creation, PRODUCT.md §6).
+/// Creation intents of one environment (idempotent session creation, `docs/data-model.md`).
 pub trait IntentStore: Send + Sync + 'static {
     /// Inserts a new intent. MUST return `Conflict` when the key exists.
     fn insert(
@@ -293,6 +309,7 @@ pub trait IntentStore: Send + Sync + 'static {
         intent: &CreationIntent,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// The intent with this key, or `None`.
     fn get(
         &self,
         key: &str,
@@ -349,7 +366,9 @@ pub enum LockError {
 /// Proof of holding a lock: the key's owner token.
 #[derive(Clone, PartialEq, Eq)]
 pub struct LockGuard {
+    /// The row whose lock is held.
     pub row: RowId,
+    /// The random owner token stored as the key's value.
     pub owner: Nonce,
 }
 
@@ -372,7 +391,7 @@ pub trait RecreateLock: Send + Sync + 'static {
         ttl: Duration,
     ) -> impl Future<Output = Result<Option<LockGuard>, LockError>> + Send;
 
-    /// MUST delete the key only if it still holds `guard.owner` (compare-and-delete, W1).
+    /// MUST delete the key only if it still holds `guard.owner` (compare-and-delete).
     /// `Ok(false)` when it had expired or belongs to someone else.
     fn release(&self, guard: &LockGuard) -> impl Future<Output = Result<bool, LockError>> + Send;
 }
@@ -410,12 +429,16 @@ pub enum IdenfyErrorKind {
 /// ones need a code or configuration change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorClass {
+    /// May succeed on retry (after a back-off).
     Transient,
+    /// The iDenfy account cannot pay for tokens: an operator must act.
     Money,
+    /// Retrying will not help: credentials, configuration or a bug.
     Permanent,
 }
 
 impl ErrorClass {
+    /// Lowercase name, for logs and metric labels.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Transient => "transient",
@@ -432,6 +455,7 @@ impl IdenfyErrorKind {
         matches!(self, Self::Timeout | Self::Transport)
     }
 
+    /// How to react to this kind of failure.
     pub fn class(self) -> ErrorClass {
         match self {
             Self::RateLimited
@@ -448,6 +472,7 @@ impl IdenfyErrorKind {
         }
     }
 
+    /// Snake-case name, for logs, stored errors and metric labels.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Unauthorized => "unauthorized",
@@ -470,15 +495,21 @@ impl IdenfyErrorKind {
 #[derive(Debug, thiserror::Error)]
 #[error("iDenfy {}{}: {message}", kind.as_str(), identifier.as_deref().map(|i| format!(" ({i})")).unwrap_or_default())]
 pub struct IdenfyError {
+    /// What kind of failure it was.
     pub kind: IdenfyErrorKind,
+    /// The HTTP status of iDenfy's answer, when there was one.
     pub http_status: Option<u16>,
+    /// iDenfy's error `identifier` (e.g. `PERMISSIONS_ERROR`), when it sent one.
     pub identifier: Option<String>,
+    /// iDenfy's error message, or a description of the failure.
     pub message: String,
+    /// The underlying error (transport, decoding), if any.
     #[source]
     pub source: Option<BoxError>,
 }
 
 impl IdenfyError {
+    /// An error of `kind` with `message`, no HTTP status, identifier or source.
     pub fn new(kind: IdenfyErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
@@ -489,6 +520,7 @@ impl IdenfyError {
         }
     }
 
+    /// The class of its kind.
     pub fn class(&self) -> ErrorClass {
         self.kind.class()
     }
@@ -497,7 +529,9 @@ impl IdenfyError {
 /// What `/api/v2/status` reported.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StatusReport {
+    /// The scanRef iDenfy echoed (equal to the one asked about).
     pub scan_ref: ScanRef,
+    /// iDenfy's overall status of it.
     pub status: VerificationStatus,
 }
 
@@ -526,6 +560,7 @@ pub trait IdenfyApi: Send + Sync + 'static {
 
 /// The time source, and waiting on it.
 pub trait Clock: Send + Sync + 'static {
+    /// The current instant.
     fn now(&self) -> Timestamp;
 
     /// Resolves after `duration` of this clock's time (the back-off between retries of a

@@ -1,4 +1,4 @@
-//! The resolver (PRODUCT.md §4): status with expired-session recovery.
+//! The resolver (`docs/resolver.md`): status with expired-session recovery.
 //!
 //! The numbered steps of the contract are marked in the code. The guard against double
 //! minting is the MongoDB claim (step 5e); the in-process single flight and the Valkey
@@ -28,9 +28,10 @@ const PEER_POLL_FIRST_PAUSE: Duration = Duration::from_millis(50);
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
     /// Unknown id, malformed id, or somebody else's row: indistinguishable on purpose
-    /// (no existence oracle, W11/W30).
+    /// (no existence oracle).
     #[error("iDenfy session not found")]
     NotFound,
+    /// A store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -57,6 +58,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Snake-case name, for logs and metric labels.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Final => "final",
@@ -74,7 +76,9 @@ impl Outcome {
 /// A view plus how it came about.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Resolution {
+    /// What the caller is shown.
     pub view: SessionView,
+    /// How the view came about.
     pub outcome: Outcome,
 }
 
@@ -169,9 +173,9 @@ where
         Ok(resolution)
     }
 
-    /// `GET /idenfy-sessions`: the caller's recent rows, without tokens (W13).
+    /// `GET /idenfy-sessions`: the caller's recent rows, without tokens.
     pub async fn list(&self, caller: &SigDigest) -> Result<Vec<crate::ListedSession>, StoreError> {
-        let since = self.clock.now() - chrono_duration(self.settings.reuse_window);
+        let since = before(self.clock.now(), self.settings.reuse_window);
         let rows = self
             .rows
             .list_recent(caller, since, self.settings.list_limit)
@@ -250,7 +254,7 @@ where
         {
             return None;
         }
-        let until = claimed + chrono_duration(PEER_POLL_WAIT);
+        let until = after(claimed, PEER_POLL_WAIT);
         (until > now).then_some(until)
     }
 
@@ -266,7 +270,7 @@ where
     ) -> Result<Resolution, StoreError> {
         let mut pause = PEER_POLL_FIRST_PAUSE;
         // Never longer than the bound from here either, whatever the peer's clock said.
-        let latest = self.clock.now() + chrono_duration(PEER_POLL_WAIT);
+        let latest = after(self.clock.now(), PEER_POLL_WAIT);
         loop {
             if row.scan_ref != *polled || row.is_expired() || row.final_decision().is_some() {
                 return self.settle(row, polled, interest).await;
@@ -303,7 +307,7 @@ where
     /// A poll is due when the last one is older than the interval, or older than the
     /// token's expiry once that has passed.
     fn poll_due_before(&self, row: &IdenfyRow, now: Timestamp) -> Timestamp {
-        let by_interval = now - chrono_duration(self.settings.poll_interval);
+        let by_interval = before(now, self.settings.poll_interval);
         match row.token_expires_at {
             Some(expiry) if expiry <= now => by_interval.max(expiry),
             _ => by_interval,
@@ -316,7 +320,7 @@ where
         let report = match self.idenfy.status(&row.scan_ref).await {
             Ok(report) => report,
             Err(err) => {
-                // W34: show what we have and say how old it is, never an error page.
+                // Show what we have and say how old it is, never an error page.
                 warn!(row = %row.id, scan_ref = %row.scan_ref, error = %err, "status poll failed; serving the cached view");
                 metrics::counter!("idenfy_status_polls_total", "outcome" => "error").increment(1);
                 let mut resolution = self.current(&row, Outcome::PollFailed);
@@ -330,7 +334,7 @@ where
         metrics::counter!("idenfy_status_polls_total", "outcome" => "ok").increment(1);
         let now = self.clock.now();
         if report.status.is_expiry() {
-            // The EXPIRED marker, conditional on the scanRef we polled (W3).
+            // The EXPIRED marker, only on the scanRef we polled (never on a peer's new token).
             if self
                 .rows
                 .mark_expired(&row.id, &row.scan_ref, now)
@@ -420,7 +424,7 @@ where
             metrics::counter!("idenfy_recreate_lock_total", "outcome" => "busy_here").increment(1);
             return Ok(self.pending(&row, self.settings.pending_retry_after));
         };
-        // 5a: only a paid, unfinished parent is resumed (W18).
+        // 5a: only a paid, unfinished parent is resumed.
         let parent = self.parents.get(row.flow, &row.parent_id).await?;
         if !parent
             .as_ref()
@@ -432,7 +436,7 @@ where
         // Every path below writes (a give-up, an attach, the lock and the claim): it runs to
         // its end whether or not the caller waits.
         interest.commit();
-        // 5b: cap (and the error budget) → give up for good, parent refundable (W19).
+        // 5b: cap (and the error budget) → give up for good, parent refundable.
         if row.recreation_count >= self.settings.recreation_cap
             || row.mint_attempts >= self.settings.max_mint_attempts
             || row.unknown_mint_outcomes >= self.settings.max_unknown_mint_outcomes
@@ -467,7 +471,7 @@ where
                 return self.reread_and_classify(&row.id, &row.scan_ref).await;
             }
             Err(err) => {
-                // W9: the claim below is the guard; Valkey trouble only costs efficiency.
+                // The claim below is the guard; Valkey trouble only costs efficiency.
                 warn!(row = %row.id, error = %err, "recreate lock unavailable; relying on the store claim");
                 metrics::counter!("idenfy_recreate_lock_total", "outcome" => "unavailable")
                     .increment(1);
@@ -491,13 +495,13 @@ where
         let now = self.clock.now();
         let claim = Claim {
             claim_id: Nonce::random(),
-            claimed_until: now + chrono_duration(self.settings.claim_ttl),
+            claimed_until: after(now, self.settings.claim_ttl),
         };
         let limits = RecreationLimits {
             cap: self.settings.recreation_cap,
             max_attempts: self.settings.max_mint_attempts,
         };
-        // 5e: the claim is the real guard (W2, W4, W5).
+        // 5e: the claim is the real guard (`docs/resolver.md#exactly-one-mint-per-expired-token`).
         if !self
             .rows
             .claim_recreation(&row.id, &row.scan_ref, limits, &claim, now)
@@ -536,7 +540,7 @@ where
                         Some(id) => format!("{}: {id}", err.kind.as_str()),
                         None => err.kind.as_str().to_owned(),
                     },
-                    next_attempt_at: self.clock.now() + chrono_duration(delay),
+                    next_attempt_at: after(self.clock.now(), delay),
                     outcome_unknown,
                 };
                 let _ = self
@@ -556,7 +560,7 @@ where
         };
         let retry_until = claim
             .claimed_until
-            .min(self.clock.now() + chrono_duration(self.settings.persist_retry));
+            .min(after(self.clock.now(), self.settings.persist_retry));
         let persisted = self
             .retrying_store(
                 retry_until,
@@ -631,7 +635,7 @@ where
                 Err(err @ (StoreError::Unavailable(_) | StoreError::Backend(_))) => {
                     attempt = attempt.saturating_add(1);
                     let delay = crate::Settings::store_retry_backoff(attempt);
-                    if self.clock.now() + chrono_duration(delay) >= until {
+                    if after(self.clock.now(), delay) >= until {
                         return Err(err);
                     }
                     warn!(row = %row, attempt, error = %err, "{what} failed; retrying while the claim is ours");
@@ -836,7 +840,8 @@ where
         })
     }
 
-    /// How a re-read row looks to someone who did not (or could not) recover it (W4).
+    /// How a re-read row looks to someone who did not (or could not) recover it
+    /// (`docs/resolver.md#classifying-a-re-read-row`).
     fn classify(&self, row: &IdenfyRow, old: &ScanRef) -> Resolution {
         if row.final_decision().is_some() {
             return self.current(row, Outcome::Final);
@@ -897,8 +902,21 @@ fn gave_up(row: &IdenfyRow) -> Resolution {
     }
 }
 
-pub(crate) fn chrono_duration(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+/// `t + d`, saturating at the latest representable time instead of panicking on a very long
+/// duration.
+pub(crate) fn after(t: Timestamp, d: Duration) -> Timestamp {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+}
+
+/// `t - d`, saturating at the earliest representable time instead of panicking.
+pub(crate) fn before(t: Timestamp, d: Duration) -> Timestamp {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_sub_signed(d))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
 }
 
 fn to_std(d: chrono::Duration) -> Duration {

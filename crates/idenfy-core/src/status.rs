@@ -8,7 +8,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Environment {
+    /// Production: real verifications, billed.
     Live,
+    /// iDenfy's sandbox: test verifications (`sandbox` collections and key prefix).
     Sandbox,
 }
 
@@ -21,6 +23,7 @@ impl Environment {
         }
     }
 
+    /// `live` or `sandbox`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Live => "live",
@@ -31,16 +34,21 @@ impl Environment {
 
 /// Which product created the row (and so which parent collection holds its parent).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Flow {
+    /// Government-id verification: parents in `sessions`.
     #[serde(rename = "gov-id")]
     GovId,
+    /// Clean-hands (AML) checks: parents in `amlcheckssessions`.
     #[serde(rename = "clean-hands")]
     CleanHands,
 }
 
 impl Flow {
+    /// Every flow, gov-id first (the order [`crate::ParentStore::find_any`] looks in).
     pub const ALL: [Flow; 2] = [Flow::GovId, Flow::CleanHands];
 
+    /// `gov-id` or `clean-hands`, as stored in `createdByFlow`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::GovId => "gov-id",
@@ -48,6 +56,7 @@ impl Flow {
         }
     }
 
+    /// The flow spelled `raw` (`gov-id`, `clean-hands`), if any.
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
             "gov-id" => Some(Self::GovId),
@@ -58,16 +67,17 @@ impl Flow {
 }
 
 macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Clone, Debug, PartialEq, Eq, Hash)]
         pub enum $name {
-            $($variant,)+
+            $($(#[$vmeta])* $variant,)+
             /// A value we do not know, kept verbatim.
             Unknown(String),
         }
 
         impl $name {
+            /// The value as stored and as iDenfy or id-server spell it.
             pub fn as_str(&self) -> &str {
                 match self {
                     $(Self::$variant => $text,)+
@@ -75,6 +85,7 @@ macro_rules! string_enum {
                 }
             }
 
+            /// The variant spelled `raw`; [`Self::Unknown`] for any other value.
             pub fn parse(raw: &str) -> Self {
                 match raw {
                     $($text => Self::$variant,)+
@@ -107,17 +118,56 @@ macro_rules! string_enum {
 string_enum!(
     /// iDenfy's overall verification status (`/api/v2/status` `status`, webhook `status.overall`).
     VerificationStatus {
+        /// `ACTIVE`: open, no decision yet (the user has not finished).
         Active => "ACTIVE",
+        /// `REVIEWING`: submitted, under manual review at iDenfy.
         Reviewing => "REVIEWING",
+        /// `APPROVED`: a decision: verified.
         Approved => "APPROVED",
+        /// `DENIED`: a decision: rejected.
         Denied => "DENIED",
+        /// `SUSPECTED`: a decision: suspected fraud.
         Suspected => "SUSPECTED",
+        /// `EXPIRED`: the token expired before a decision; the marker recovery acts on.
         Expired => "EXPIRED",
+        /// `EXPIRED-DELETED`: expired, and its data deleted at iDenfy.
         ExpiredDeleted => "EXPIRED-DELETED",
+        /// `DELETED`: its data was deleted at iDenfy.
         Deleted => "DELETED",
+        /// `ARCHIVED`: archived at iDenfy.
         Archived => "ARCHIVED",
     }
 );
+
+/// A string: the known values are examples, and an unknown one is passed on verbatim.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for VerificationStatus {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::{ObjectBuilder, Type};
+        let known = [
+            Self::Active,
+            Self::Reviewing,
+            Self::Approved,
+            Self::Denied,
+            Self::Suspected,
+            Self::Expired,
+            Self::ExpiredDeleted,
+            Self::Deleted,
+            Self::Archived,
+        ];
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "iDenfy's overall verification status. Known values are listed as examples; \
+                 a value iDenfy adds later is passed on as it is.",
+            ))
+            .examples(known.iter().map(|status| status.as_str()))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for VerificationStatus {}
 
 impl VerificationStatus {
     /// APPROVED, DENIED or SUSPECTED: a decision (final only when iDenfy says so).
@@ -151,23 +201,32 @@ impl VerificationStatus {
 
 /// Failure reasons, worded exactly as id-server writes them.
 pub mod reasons {
+    /// A `DENIED` decision.
     pub const DENIED: &str = "iDenfy: verification denied";
+    /// A `SUSPECTED` decision.
     pub const SUSPECTED: &str = "iDenfy: verification suspected";
     /// Expired with nothing left to resume (the parent is no longer in progress).
     pub const EXPIRED: &str = "iDenfy: verification expired";
+    /// Recovery gave up for good: the recreation cap, the mint-attempt budget or the bound
+    /// on unknown token-call outcomes was reached.
     pub const RECREATION_LIMIT: &str = "iDenfy: verification expired (recreation limit reached)";
 }
 
 /// The row lifecycle (`status` of an `idenfysessions` document).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RowStatus {
+    /// No final outcome yet (also after a recovery).
     InProgress,
+    /// Approved.
     Complete,
+    /// Denied, suspected, expired for good, or given up.
     Failed,
 }
 
 impl RowStatus {
+    /// `in_progress`, `complete` or `failed`, as stored.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::InProgress => "in_progress",
@@ -176,6 +235,7 @@ impl RowStatus {
         }
     }
 
+    /// The status spelled `raw`, if any.
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
             "in_progress" => Some(Self::InProgress),
@@ -189,11 +249,17 @@ impl RowStatus {
 string_enum!(
     /// The parent session's status (gov-id `Session` / clean-hands `AMLChecksSession`).
     ParentStatus {
+        /// `NEEDS_PAYMENT`: not paid yet.
         NeedsPayment => "NEEDS_PAYMENT",
+        /// `NEEDS_USER_DECLARATION`: waiting for the user's declaration.
         NeedsUserDeclaration => "NEEDS_USER_DECLARATION",
+        /// `IN_PROGRESS`: paid, verification under way; the only status recovery resumes.
         InProgress => "IN_PROGRESS",
+        /// `ISSUED`: the credential was issued.
         Issued => "ISSUED",
+        /// `VERIFICATION_FAILED`: failed (denial, give-up), with a reason.
         VerificationFailed => "VERIFICATION_FAILED",
+        /// `REFUNDED`: the payment was refunded.
         Refunded => "REFUNDED",
     }
 );

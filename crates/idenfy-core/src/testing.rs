@@ -1,4 +1,4 @@
-//! Test doubles: a manual clock and a scripted iDenfy.
+//! Test doubles: a manual clock and a scripted iDenfy (feature `testing`).
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -21,16 +21,19 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct ManualClock(Arc<Mutex<Timestamp>>);
 
 impl ManualClock {
+    /// A clock standing at `start`.
     pub fn new(start: Timestamp) -> Self {
         Self(Arc::new(Mutex::new(start)))
     }
 
+    /// Moves the clock forward by `by` (saturating at the largest timestamp).
     pub fn advance(&self, by: Duration) {
         let by = chrono::TimeDelta::from_std(by).unwrap_or(chrono::TimeDelta::MAX);
         let mut now = lock(&self.0);
         *now = now.checked_add_signed(by).unwrap_or(Timestamp::MAX_UTC);
     }
 
+    /// Moves the clock to `to`, forward or backward.
     pub fn set(&self, to: Timestamp) {
         *lock(&self.0) = to;
     }

@@ -9,6 +9,8 @@
 //!
 //! The crate knows nothing of the rest of the workspace: it only speaks iDenfy's protocol.
 
+#![warn(missing_docs)]
+
 mod admin;
 mod api;
 mod config;

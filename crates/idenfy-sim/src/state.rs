@@ -104,12 +104,15 @@ pub struct Counters {
 /// the receiver acknowledged a given event, not just how many were acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryRecord {
+    /// The verification the webhook was about.
     pub scan_ref: String,
+    /// The webhook's `Idenfy-Event-Type`.
     pub event: EventType,
     /// The receiver the webhook went to (decided when the event happened).
     pub url: String,
     /// The receiver answered 2xx; false: given up after `webhook_max_attempts`.
     pub acknowledged: bool,
+    /// POST attempts made, the first included.
     pub attempts: u32,
     /// When the last attempt ended (the monotonic clock, not the simulator's clock).
     pub finished: std::time::Instant,
@@ -119,26 +122,45 @@ pub struct DeliveryRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionSnapshot {
+    /// The verification's scanRef.
     pub scan_ref: String,
+    /// The token that opens its hosted page.
     pub auth_token: String,
+    /// The `clientId` of the token call.
     pub client_id: String,
+    /// The `externalRef` of the token call, if any.
     pub external_ref: Option<String>,
+    /// The current status.
     pub status: SimStatus,
+    /// When the token was minted (the simulator's clock).
     pub created_at: DateTime<Utc>,
+    /// When the user first opened the hosted page, if they did.
     pub opened_at: Option<DateTime<Utc>>,
     /// When the token (never opened) or the in-UI session (opened) runs out.
     pub expires_at: DateTime<Utc>,
+    /// When the user finished the flow (before any manual review), if they did.
     pub finished_at: Option<DateTime<Utc>>,
+    /// `expiryTime` in seconds: how long the token can be started.
     pub expiry_time: u64,
+    /// `sessionLength` in seconds: how long the user has once the page is open.
     pub session_length: u64,
+    /// The user left the flow without finishing.
     pub abandoned: bool,
+    /// The automatic document check's result, once finished.
     pub auto_document: Option<String>,
+    /// The automatic face check's result, once finished.
     pub auto_face: Option<String>,
+    /// The manual document review's result, once reviewed.
     pub manual_document: Option<String>,
+    /// The manual face review's result, once reviewed.
     pub manual_face: Option<String>,
+    /// Fraud tags raised.
     pub fraud_tags: Vec<String>,
+    /// Mismatch tags raised.
     pub mismatch_tags: Vec<String>,
+    /// The per-token webhook receiver, if the token call named one.
     pub callback_url: Option<String>,
+    /// The hosted page of this token.
     pub redirect_url: String,
 }
 

@@ -42,7 +42,12 @@ pub enum Error {
     MutexTimeout(Duration),
     /// Our own value could not be turned into BSON (an id that is not an ObjectId).
     #[error("cannot encode {what}: {reason}")]
-    Encode { what: &'static str, reason: String },
+    Encode {
+        /// What was being encoded.
+        what: &'static str,
+        /// Why it could not be.
+        reason: String,
+    },
 }
 
 impl Error {

@@ -22,8 +22,11 @@ pub struct IndexReport {
 /// An index the server refused, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RejectedIndex {
+    /// The collection the index was meant for.
     pub collection: String,
+    /// The index name.
     pub index: String,
+    /// The server's refusal, or how the existing index differs from ours.
     pub reason: String,
 }
 

@@ -29,6 +29,8 @@
 //! Errors: duplicate key (E11000) → `Conflict`; timeouts, network and server-selection
 //! failures → `Unavailable`; anything else → `Backend`. The driver error is kept as `source`.
 
+#![warn(missing_docs)]
+
 mod codec;
 mod error;
 mod indexes;
@@ -50,6 +52,10 @@ pub use parents::MongoParentStore;
 pub use rows::MongoRowStore;
 pub use serialised::WRITE_LOCKS_COLLECTION;
 pub use writes::{WriteMode, WriteModeSetting};
+
+/// The MongoDB driver this crate is built against, so that a consumer building its own
+/// [`Client`] for [`MongoStores::from_client`] uses the very same version.
+pub use mongodb;
 
 use writes::Writes;
 
@@ -85,13 +91,18 @@ pub struct MongoOptions {
 /// Collection names of one environment (id-server's names, plus our intents collection).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Collections {
+    /// The iDenfy rows (`idenfysessions`).
     pub rows: &'static str,
+    /// The gov-id parents (`sessions`).
     pub gov_id_parents: &'static str,
+    /// The clean-hands parents (`amlcheckssessions`).
     pub clean_hands_parents: &'static str,
+    /// The creation intents (`idenfycreationintents`).
     pub intents: &'static str,
 }
 
 impl Collections {
+    /// The collections of `environment` (sandbox names carry a `sandbox` prefix).
     pub fn for_environment(environment: Environment) -> Collections {
         match environment {
             Environment::Live => Collections {
@@ -227,30 +238,37 @@ impl MongoStores {
         }
     }
 
+    /// The environment whose collections the stores use.
     pub fn environment(&self) -> Environment {
         self.environment
     }
 
+    /// The collection names of this environment.
     pub fn collections(&self) -> Collections {
         Collections::for_environment(self.environment)
     }
 
+    /// The driver client, shared by every store handed out.
     pub fn client(&self) -> &Client {
         &self.client
     }
 
+    /// The database holding the collections.
     pub fn database(&self) -> &Database {
         &self.database
     }
 
+    /// The row store of this environment (a cheap handle on the shared client).
     pub fn rows(&self) -> MongoRowStore {
         MongoRowStore::new(&self.database, self.collections(), self.writes.clone())
     }
 
+    /// The parent store of this environment (a cheap handle on the shared client).
     pub fn parents(&self) -> MongoParentStore {
         MongoParentStore::new(&self.database, self.collections(), self.writes.clone())
     }
 
+    /// The intent store of this environment (a cheap handle on the shared client).
     pub fn intents(&self) -> MongoIntentStore {
         MongoIntentStore::new(&self.database, self.collections(), self.writes.clone())
     }

@@ -1,5 +1,5 @@
-//! Session creation (PRODUCT.md §6): one mint per logical request, reuse of a recent
-//! APPROVED row, and no half-made session when the mint fails (W25, W26).
+//! Session creation: one mint per logical request, reuse of a recent APPROVED row, and no
+//! half-made session when the mint fails (D23 and D24 in `docs/differences-from-id-server.md`).
 
 use std::time::Duration;
 
@@ -139,7 +139,7 @@ async fn a_recent_approved_row_of_the_same_flow_is_reused() {
     assert!(created.reused);
     assert_eq!(created.idenfy_session_id, approved.id);
     assert_eq!(h.idenfy.mint_calls(), 0);
-    // Another flow does not reuse it (W32).
+    // Another flow does not reuse it (D24).
     let other = h
         .sessions
         .create_session(CreateRequest {

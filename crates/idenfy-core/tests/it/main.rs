@@ -1,8 +1,9 @@
-//! The integration tests of idenfy-core, one binary (see STYLE.md).
+//! The integration tests of idenfy-core, one binary (one link step, one process to run).
 
 mod concurrency;
 mod conformance;
 mod creation;
+mod limits;
 mod money;
 mod peers;
 mod scenarios;

@@ -1,5 +1,6 @@
-//! Upstream's acceptance scenarios (reference/upstream-behaviour.md §7.1), restated where our
-//! contract differs: the cap fails the parent, and a stale token is never handed out.
+//! id-server's own recovery scenarios (U1–U17 in `docs/differences-from-id-server.md`),
+//! restated where our contract differs: the cap fails the parent, and a stale token is never
+//! handed out.
 
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use crate::support::{Harness, NowForTests, Seed, owner, start_time};
 
 const TTL: Duration = Duration::from_secs(30);
 
-/// §7.1 #1.
+/// U1.
 #[tokio::test]
 async fn lock_is_exclusive_until_released() {
     let lock = MemoryLock::new(ManualClock::new(start_time()));
@@ -41,7 +42,7 @@ async fn lock_is_exclusive_until_released() {
     );
 }
 
-/// §7.1 #2, restated: each environment has its own lock (the Valkey adapter prefixes
+/// U2, restated: each environment has its own lock (the Valkey adapter prefixes
 /// sandbox keys), so holding live `row-1` does not block sandbox `row-1`.
 #[tokio::test]
 async fn live_and_sandbox_locks_are_independent() {
@@ -63,7 +64,7 @@ async fn live_and_sandbox_locks_are_independent() {
     );
 }
 
-/// §7.1 #3.
+/// U3.
 #[tokio::test]
 async fn cached_expired_row_under_cap_recovers_with_one_mint() {
     let h = Harness::new();
@@ -100,7 +101,7 @@ async fn cached_expired_row_under_cap_recovers_with_one_mint() {
     assert!(h.lock.held().is_empty(), "lock released");
 }
 
-/// §7.1 #4.
+/// U4.
 #[tokio::test]
 async fn poll_reporting_expired_marks_the_row_then_recovers() {
     let h = Harness::new();
@@ -133,7 +134,7 @@ async fn poll_reporting_expired_marks_the_row_then_recovers() {
     );
 }
 
-/// §7.1 #5, restated: our persist is guarded by the claim; when a peer took over an
+/// U5, restated: our persist is guarded by the claim; when a peer took over an
 /// expired claim and persisted first, we return the peer's token, never our orphan, and
 /// the orphaned mint is recorded.
 #[tokio::test]
@@ -203,7 +204,7 @@ async fn persist_miss_returns_the_peer_token_and_records_the_orphan() {
     assert!(h.lock.held().is_empty());
 }
 
-/// §7.1 #6, restated: at the cap we give up for good AND fail the parent (W19); no token.
+/// U6, restated: at the cap we give up for good AND fail the parent (D9); no token.
 #[tokio::test]
 async fn cap_reached_gives_up_and_fails_the_parent() {
     let h = Harness::new();
@@ -240,7 +241,7 @@ async fn cap_reached_gives_up_and_fails_the_parent() {
     );
 }
 
-/// §7.1 #7.
+/// U7.
 #[tokio::test]
 async fn count_above_cap_also_gives_up() {
     let h = Harness::new();
@@ -262,7 +263,7 @@ async fn count_above_cap_also_gives_up() {
     );
 }
 
-/// §7.1 #8.
+/// U8.
 #[tokio::test]
 async fn lock_held_elsewhere_and_row_still_expired_is_pending() {
     let h = Harness::new();
@@ -286,7 +287,7 @@ async fn lock_held_elsewhere_and_row_still_expired_is_pending() {
     assert!(r.view.retry_after_ms.is_some());
 }
 
-/// §7.1 #9.
+/// U9.
 #[tokio::test]
 async fn lock_held_elsewhere_and_row_refreshed_returns_the_peer_token() {
     let h = Harness::new();
@@ -309,7 +310,7 @@ async fn lock_held_elsewhere_and_row_refreshed_returns_the_peer_token() {
     assert_eq!(r.view.status, RowStatus::InProgress);
 }
 
-/// §7.1 #10, restated: a failed mint is not sticky EXPIRED (W20): pending, back-off, no write
+/// U10, restated: a failed mint is not sticky EXPIRED (D10): pending, back-off, no write
 /// of the token, lock released.
 #[tokio::test]
 async fn mint_failure_is_pending_not_expired() {
@@ -338,7 +339,7 @@ async fn mint_failure_is_pending_not_expired() {
     assert!(h.lock.held().is_empty());
 }
 
-/// §7.1 #11.
+/// U11.
 #[tokio::test]
 async fn cached_approved_is_returned_without_any_io() {
     let h = Harness::new();
@@ -362,7 +363,7 @@ async fn cached_approved_is_returned_without_any_io() {
     assert!(h.lock.held().is_empty());
 }
 
-/// §7.1 #12.
+/// U12.
 #[tokio::test]
 async fn cached_denied_is_returned_without_any_io() {
     let h = Harness::new();
@@ -383,7 +384,7 @@ async fn cached_denied_is_returned_without_any_io() {
     );
 }
 
-/// §7.1 #13.
+/// U13.
 #[tokio::test]
 async fn cached_suspected_is_returned_without_any_io() {
     let h = Harness::new();
@@ -405,7 +406,7 @@ async fn cached_suspected_is_returned_without_any_io() {
     assert!(h.lock.held().is_empty());
 }
 
-/// §7.1 #14.
+/// U14.
 #[tokio::test]
 async fn poll_active_stores_the_status_and_takes_no_lock() {
     let h = Harness::new();
@@ -432,7 +433,7 @@ async fn poll_active_stores_the_status_and_takes_no_lock() {
     assert!(h.lock.held().is_empty());
 }
 
-/// §7.1 #15.
+/// U15.
 #[tokio::test]
 async fn poll_approved_completes_the_row() {
     let h = Harness::new();
@@ -457,7 +458,7 @@ async fn poll_approved_completes_the_row() {
     assert!(stored.is_final, "a status-API decision is final");
 }
 
-/// §7.1 #16.
+/// U16.
 #[tokio::test]
 async fn clean_hands_rows_recover_the_same_way() {
     let h = Harness::new();
@@ -477,7 +478,7 @@ async fn clean_hands_rows_recover_the_same_way() {
     assert_eq!(r.view.recreation_count, 1);
 }
 
-/// §7.1 #17.
+/// U17.
 #[tokio::test]
 async fn after_recovery_the_lock_is_free_and_rows_are_independent() {
     let h = Harness::new();

@@ -134,7 +134,10 @@ async fn listed_sessions_carry_no_tokens() {
     h.seed(Seed::default()).await;
     let listed = h.sessions.list(&owner()).await.expect("lists");
     let text = serde_json::to_string(&listed).expect("json");
-    assert!(!text.contains("AUTH_OLD"), "W13: no tokens in listings");
+    assert!(
+        !text.contains("AUTH_OLD"),
+        "no tokens in listings (docs/differences-from-id-server.md, D22)"
+    );
     snapshot!("listed_sessions", listed);
 }
 

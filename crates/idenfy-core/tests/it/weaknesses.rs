@@ -1,5 +1,6 @@
-//! One test per upstream weakness our contract removes (reference/upstream-behaviour.md §8).
-//! Each would fail against id-server's behaviour.
+//! One test per difference from id-server that our contract makes, named by its item in
+//! `docs/differences-from-id-server.md` (D1, D2, ...). Each would fail against id-server's
+//! behaviour. The `wN_` prefixes of the test names are an older numbering, not the items.
 
 use std::{
     sync::{Arc, Mutex},
@@ -19,7 +20,7 @@ use crate::{
     support::{Harness, NowForTests, Options, SIGNING_KEY, Seed, owner},
 };
 
-/// W1: a holder that overran its TTL cannot delete its successor's lock.
+/// D2: a holder that overran its TTL cannot delete its successor's lock.
 #[tokio::test]
 async fn w1_release_never_deletes_a_successors_lock() {
     let h = Harness::new();
@@ -51,7 +52,7 @@ async fn w1_release_never_deletes_a_successors_lock() {
     );
 }
 
-/// W2: a poller whose EXPIRED snapshot predates a peer's recovery does not mint again.
+/// D1: a poller whose EXPIRED snapshot predates a peer's recovery does not mint again.
 #[tokio::test]
 async fn w2_stale_snapshot_after_a_peer_recovered_does_not_mint_again() {
     let h = Harness::new();
@@ -70,7 +71,7 @@ async fn w2_stale_snapshot_after_a_peer_recovered_does_not_mint_again() {
     );
 }
 
-/// W3: the EXPIRED marker is conditional on the scanRef that was polled, so it never lands
+/// D3: the EXPIRED marker is conditional on the scanRef that was polled, so it never lands
 /// on a token a peer minted while our status call was in flight.
 #[tokio::test]
 async fn w3_expired_marker_never_lands_on_a_fresh_scan_ref() {
@@ -127,7 +128,7 @@ async fn mark_expired_and_refresh(h: &Harness, row: &idenfy_core::IdenfyRow) {
     refresh_as_peer(h, row, "AUTH_PEER", "SCAN_PEER").await;
 }
 
-/// W4: a poller that loses the claim classifies the re-read row; it never returns an
+/// D4: a poller that loses the claim classifies the re-read row; it never returns an
 /// EXPIRED row verbatim.
 #[tokio::test]
 async fn w4_losing_the_claim_never_returns_the_expired_row_verbatim() {
@@ -158,7 +159,7 @@ async fn w4_losing_the_claim_never_returns_the_expired_row_verbatim() {
     assert_eq!(h.idenfy.mint_calls(), 0);
 }
 
-/// W5: the cap is enforced atomically by the claim, and every mint attempt is counted.
+/// D5: the cap is enforced atomically by the claim, and every mint attempt is counted.
 #[tokio::test]
 async fn w5_cap_is_atomic_and_every_attempt_is_counted() {
     let h = Harness::with(Options {
@@ -209,7 +210,7 @@ async fn w5_cap_is_atomic_and_every_attempt_is_counted() {
     );
 }
 
-/// W6: a late webhook for a superseded scanRef cannot clobber the recreated session.
+/// D12: a late webhook for a superseded scanRef cannot clobber the recreated session.
 #[tokio::test]
 async fn w6_late_webhook_for_the_old_scan_ref_leaves_the_fresh_session_alone() {
     let h = Harness::new();
@@ -242,7 +243,7 @@ async fn w6_late_webhook_for_the_old_scan_ref_leaves_the_fresh_session_alone() {
     assert_eq!(h.idenfy.mint_calls(), 1, "no extra billed mint");
 }
 
-/// W7: DENIED propagation runs on every delivery, so a redelivery fails a parent the first
+/// D13: DENIED propagation runs on every delivery, so a redelivery fails a parent the first
 /// (partly failed) delivery did not.
 #[tokio::test]
 async fn w7_denied_propagation_also_runs_on_redelivery() {
@@ -263,7 +264,7 @@ async fn w7_denied_propagation_also_runs_on_redelivery() {
     assert_eq!(parent.failure_reason.as_deref(), Some(reasons::DENIED));
 }
 
-/// W8: superseded scanRefs are kept: their webhooks are acknowledged and recorded.
+/// D14: superseded scanRefs are kept: their webhooks are acknowledged and recorded.
 #[tokio::test]
 async fn w8_superseded_scan_ref_is_acknowledged_and_recorded() {
     let h = Harness::new();
@@ -285,7 +286,7 @@ async fn w8_superseded_scan_ref_is_acknowledged_and_recorded() {
     assert!(entry.is_final);
 }
 
-/// W9: Valkey down never fails a request, and recovery still happens exactly once.
+/// D7: Valkey down never fails a request, and recovery still happens exactly once.
 #[tokio::test]
 async fn w9_valkey_down_still_recovers() {
     let h = Harness::with(Options {
@@ -308,7 +309,7 @@ async fn w9_valkey_down_still_recovers() {
     assert_eq!(h.idenfy.mint_calls(), 1);
 }
 
-/// W9: a failing release never turns a persisted recovery into an error.
+/// D7: a failing release never turns a persisted recovery into an error.
 #[tokio::test]
 async fn w9_release_failure_never_changes_the_outcome() {
     let slot: Arc<Mutex<Option<idenfy_core::memory::MemoryLock>>> = Arc::new(Mutex::new(None));
@@ -334,7 +335,7 @@ async fn w9_release_failure_never_changes_the_outcome() {
     assert_eq!(h.row(&row.id).await.scan_ref, ScanRef::new("SCAN_NEW_1"));
 }
 
-/// W11: the status route needs the owner's identity; a stranger learns nothing and cannot
+/// D20: the status route needs the owner's identity; a stranger learns nothing and cannot
 /// trigger a billed recreation.
 #[tokio::test]
 async fn w11_strangers_cannot_read_or_trigger_recovery() {
@@ -375,7 +376,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
     }
 }
 
-/// W15: a webhook without scanRef logs key names only, never the KYC payload.
+/// D17: a webhook without scanRef logs key names only, never the KYC payload.
 #[tokio::test]
 async fn w15_webhook_without_scan_ref_never_logs_the_payload() {
     let captured = Captured::default();
@@ -399,7 +400,7 @@ async fn w15_webhook_without_scan_ref_never_logs_the_payload() {
     );
 }
 
-/// W16: a valid digest followed by junk is refused (Node's lenient hex accepted it), before
+/// D16: a valid digest followed by junk is refused (Node's lenient hex accepted it), before
 /// any database access.
 #[tokio::test]
 async fn w16_signature_with_trailing_junk_is_refused_before_any_write() {
@@ -423,7 +424,7 @@ async fn w16_signature_with_trailing_junk_is_refused_before_any_write() {
     assert_eq!(h.row(&row.id).await, row, "nothing written");
 }
 
-/// W18: recovery only resumes a parent that is still IN_PROGRESS.
+/// D8: recovery only resumes a parent that is still IN_PROGRESS.
 #[tokio::test]
 async fn w18_no_recovery_when_the_parent_is_finished() {
     for status in [
@@ -452,7 +453,7 @@ async fn w18_no_recovery_when_the_parent_is_finished() {
     }
 }
 
-/// W19: at the cap the parent fails, so the user can be refunded.
+/// D9: at the cap the parent fails, so the user can be refunded.
 #[tokio::test]
 async fn w19_cap_fails_the_parent_for_a_refund() {
     let h = Harness::new();
@@ -472,7 +473,7 @@ async fn w19_cap_fails_the_parent_for_a_refund() {
     );
 }
 
-/// W20: transient iDenfy errors are not sticky: pending, back-off, then recovery.
+/// D10: transient iDenfy errors are not sticky: pending, back-off, then recovery.
 #[tokio::test]
 async fn w20_transient_mint_errors_back_off_and_then_recover() {
     let h = Harness::new();
@@ -501,7 +502,7 @@ async fn w20_transient_mint_errors_back_off_and_then_recover() {
     assert_eq!(h.idenfy.mint_calls(), 2);
 }
 
-/// W21: one state machine: an EXPIRED webhook only marks the row (never `failed`), and the
+/// D11: one state machine: an EXPIRED webhook only marks the row (never `failed`), and the
 /// next poll recovers it.
 #[tokio::test]
 async fn w21_expired_webhook_marks_and_the_next_poll_recovers() {
@@ -529,7 +530,7 @@ async fn w21_expired_webhook_marks_and_the_next_poll_recovers() {
     assert_eq!(r.outcome, Outcome::Recovered);
 }
 
-/// W22: a preliminary (non-final) decision is shown but not cached as terminal, and never
+/// D15: a preliminary (non-final) decision is shown but not cached as terminal, and never
 /// fails the parent.
 #[tokio::test]
 async fn w22_non_final_denied_is_not_terminal() {
@@ -576,7 +577,7 @@ async fn w22_non_final_denied_is_not_terminal() {
     assert_eq!(h.parent(&row).await.status, ParentStatus::InProgress);
 }
 
-/// W24: many pollers make at most one iDenfy status call per row per interval.
+/// D18: many pollers make at most one iDenfy status call per row per interval.
 #[tokio::test]
 async fn w24_pollers_share_one_status_call_per_interval() {
     let h = Harness::new();
@@ -612,7 +613,7 @@ async fn w24_pollers_share_one_status_call_per_interval() {
     assert_eq!(h.idenfy.status_calls(&row.scan_ref), 2);
 }
 
-/// W30: a malformed id is a clean not-found, and a pending view is consistently in progress
+/// D21, D4: a malformed id is a clean not-found, and a pending view is consistently in progress
 /// even when a webhook had marked the row.
 #[tokio::test]
 async fn w30_malformed_ids_and_consistent_pending_views() {
@@ -633,7 +634,7 @@ async fn w30_malformed_ids_and_consistent_pending_views() {
     assert_eq!(r.view.failure_reason, None);
 }
 
-/// W34: a failed poll shows the cached state with its age, never an error.
+/// D19: a failed poll shows the cached state with its age, never an error.
 #[tokio::test]
 async fn w34_failed_poll_serves_the_cached_view_with_its_age() {
     let h = Harness::new();
