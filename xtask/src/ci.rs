@@ -4,7 +4,8 @@ use dev_services::Backend;
 
 use crate::shell::{self, Phases, cargo};
 
-/// fmt, clippy, the production build, `cargo doc` (warnings denied), cargo-deny (installed on first use), then the tests
+/// fmt, clippy, the production build, `cargo doc` (warnings denied), `cargo package`,
+/// cargo-deny (installed on first use), then the tests
 /// against real services,
 /// then `bench --quick` and `chaos --quick`.
 /// Stops at the first failing phase; prints each phase's time and a summary either way.
@@ -48,6 +49,20 @@ async fn all(phases: &mut Phases, backend: Backend) -> anyhow::Result<()> {
     let mut doc = with_args(&["doc", "--workspace", "--no-deps"]);
     doc.env("RUSTDOCFLAGS", "-D warnings");
     phases.run("doc", shell::run(doc)).await?;
+    // Every crate packages as crates.io would take it (versions on internal dependencies,
+    // metadata); compiling the packages again would only repeat the clippy phase.
+    phases
+        .run(
+            "package",
+            shell::run(with_args(&[
+                "package",
+                "--workspace",
+                "--no-verify",
+                "--allow-dirty",
+                "--quiet",
+            ])),
+        )
+        .await?;
     phases.run("deny", deny()).await?;
     phases
         .run("test", crate::run_tests::run(backend, &[]))
