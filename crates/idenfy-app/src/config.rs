@@ -16,7 +16,7 @@ use std::{
 use clap::{Args, Parser, Subcommand};
 use idenfy_client::{DEFAULT_BASE_URL, DEFAULT_REQUEST_TIMEOUT, Secret, TokenOptions};
 use idenfy_core::WebhookKey;
-use store_mongo::WriteModeSetting;
+use store_mongo::{WriteModeSetting, mongodb::options::ConnectionString};
 
 use crate::http::admission::AdmissionLimits;
 use crate::listener::ConnectionLimits;
@@ -371,15 +371,10 @@ fn present(value: Option<&Secret>) -> Option<&Secret> {
     value.filter(|s| !s.expose().trim().is_empty())
 }
 
-/// The database named in a MongoDB URI's path (`mongodb://host/db?opts` → `db`).
+/// The database named in a MongoDB URI's path (`mongodb://host/db?opts` → `db`), as the
+/// driver's own parser reads it; `None` for a URI it does not accept.
 pub fn database_from_uri(uri: &str) -> Option<String> {
-    let rest = uri
-        .strip_prefix("mongodb://")
-        .or_else(|| uri.strip_prefix("mongodb+srv://"))?;
-    let rest = rest.split(['?', '#']).next().unwrap_or_default();
-    let (_, path) = rest.split_once('/')?;
-    let name = path.trim_matches('/');
-    (!name.is_empty()).then(|| name.to_owned())
+    ConnectionString::parse(uri).ok()?.default_database
 }
 
 /// A URL's scheme and whether a host follows it. Looks at nothing else, and
@@ -566,7 +561,19 @@ impl ServeArgs {
                 "MONGODB_URI",
                 uri.expose(),
                 &["mongodb", "mongodb+srv"],
-            )
+            ) && {
+                // The driver's parser, which the store will use; its message is not shown,
+                // as it may quote the string (and the credentials in it).
+                let parsed = ConnectionString::parse(uri.expose()).is_ok();
+                if !parsed {
+                    problems.0.push(
+                        "MONGODB_URI is not a connection string the MongoDB driver accepts \
+                         (check the host list, port numbers and options)"
+                            .to_owned(),
+                    );
+                }
+                parsed
+            }
         });
         let mongodb_database = self
             .mongodb_database
@@ -1056,8 +1063,13 @@ mod tests {
     #[test]
     fn database_names_come_from_the_uri_path() {
         assert_eq!(
-            database_from_uri("mongodb://h:1/db?x=y").as_deref(),
+            database_from_uri("mongodb://h:1/db?appName=x").as_deref(),
             Some("db")
+        );
+        assert_eq!(
+            database_from_uri("mongodb://h:1/db?noSuchOption=y"),
+            None,
+            "the driver refuses options it does not know"
         );
         assert_eq!(
             database_from_uri("mongodb+srv://u:p@h/db").as_deref(),
@@ -1065,6 +1077,12 @@ mod tests {
         );
         assert_eq!(database_from_uri("mongodb://h:1/"), None);
         assert_eq!(database_from_uri("mongodb://h:1"), None);
+        assert_eq!(
+            database_from_uri("mongodb://u:p@h1:1,h2:2/db?replicaSet=rs").as_deref(),
+            Some("db"),
+            "after a host list and credentials"
+        );
+        assert_eq!(database_from_uri("mongodb://h:99999/db"), None, "bad port");
     }
 
     #[test]
@@ -1135,6 +1153,23 @@ mod tests {
             WebhookKey::new("k"),
         );
         assert_eq!(MAX_TOKEN_CALLS, settings.max_mint_attempts);
+    }
+
+    #[test]
+    fn a_connection_string_the_driver_refuses_is_reported_without_its_value() {
+        let mut args: Vec<&str> = FULL[2..].to_vec();
+        args.push("--mongodb-uri=mongodb://admin:hunter2@db.example:99999/idserver");
+        let ConfigError(problems) = parse(&args).validate().expect_err("invalid");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("MONGODB_URI is not a connection string the MongoDB driver")),
+            "{problems:?}"
+        );
+        let all = problems.join("\n");
+        for secret in ["hunter2", "admin", "db.example", "99999"] {
+            assert!(!all.contains(secret), "{secret} shown: {all}");
+        }
     }
 
     fn without_valkey() -> Vec<&'static str> {
