@@ -7,7 +7,8 @@
 //!   safe to retry;
 //! - **priority** (iDenfy's webhooks and the internal creation routes): the webhook that
 //!   tells us a token expired ends a herd, and a creation spends money. Polls that fill
-//!   their budget never shed them.
+//!   their budget never shed them, and when their own budget is spent they take a free
+//!   place in the polls' budget: priority work is shed only when a poll would be too.
 //!
 //! `/healthz`, `/readyz`, `/metrics` and `/openapi.json` are never admitted or shed.
 //!
@@ -223,9 +224,17 @@ impl Admission {
         }
     }
 
-    /// A permit, or `None` at once when the class's budget is spent.
+    /// A permit, or `None` at once when the class's budget is spent. Priority work whose
+    /// budget is spent borrows a place of the polls' budget when one is free, so it is
+    /// never refused while a poll would be admitted.
     pub fn try_admit(&self, class: Class) -> Option<Admitted> {
-        let permit = self.budget(class).try_enter()?;
+        let permit = match class {
+            Class::Poll => self.polls.try_enter()?,
+            Class::Priority => self
+                .priority
+                .try_enter()
+                .or_else(|| self.polls.try_enter())?,
+        };
         Some(Admitted(Arc::new(permit)))
     }
 
@@ -291,6 +300,41 @@ mod tests {
         drop(spawned);
         assert!(admission.try_admit(Class::Poll).is_some(), "returned");
         drop((second, webhook));
+        assert_eq!(admission.in_flight(Class::Poll), 0);
+        assert_eq!(admission.in_flight(Class::Priority), 0);
+    }
+
+    #[test]
+    fn priority_work_borrows_a_free_poll_place_and_is_shed_only_when_polls_would_be() {
+        let admission = Admission::new(AdmissionLimits {
+            polls: 2,
+            priority: 1,
+        });
+        let own = admission.try_admit(Class::Priority).expect("its own place");
+        let borrowed = admission
+            .try_admit(Class::Priority)
+            .expect("a free poll place is lent");
+        assert_eq!(admission.in_flight(Class::Priority), 1);
+        assert_eq!(
+            admission.in_flight(Class::Poll),
+            1,
+            "held in the polls' budget"
+        );
+        let poll = admission
+            .try_admit(Class::Poll)
+            .expect("one poll place left");
+        assert!(
+            admission.try_admit(Class::Priority).is_none(),
+            "shed only now that a poll would be shed too"
+        );
+        assert!(admission.try_admit(Class::Poll).is_none());
+        drop(borrowed);
+        assert_eq!(
+            admission.in_flight(Class::Poll),
+            1,
+            "the lent place came back"
+        );
+        drop((own, poll));
         assert_eq!(admission.in_flight(Class::Poll), 0);
         assert_eq!(admission.in_flight(Class::Priority), 0);
     }
