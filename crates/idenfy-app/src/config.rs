@@ -68,6 +68,7 @@ const MAX_CONNECTIONS_LIMIT: u32 = 1_000_000;
 /// [`Cli::problems`]) reports it with everything else.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Setting<T> {
+    /// The parsed value.
     Value(T),
     /// The raw text (only ever of settings that are not secrets).
     Invalid(String),
@@ -99,6 +100,7 @@ fn shown(raw: &str) -> String {
     }
 }
 
+/// The command line of `idenfy-app`: a command and the settings every command shares.
 #[derive(Debug, Parser)]
 #[command(
     name = "idenfy-app",
@@ -109,6 +111,7 @@ fn shown(raw: &str) -> String {
                   iDenfy) for a first look; `idenfy-app serve` is production."
 )]
 pub struct Cli {
+    /// The command to run.
     #[command(subcommand)]
     pub command: Command,
     /// Log format: `text` (human-readable lines) or `json` (one JSON object per line).
@@ -135,6 +138,7 @@ impl Cli {
     }
 }
 
+/// The commands of `idenfy-app`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Production: MongoDB, Valkey and the real iDenfy API (all configured by environment).
@@ -144,6 +148,7 @@ pub enum Command {
     Dev(DevArgs),
 }
 
+/// The format of the log lines (`LOG_FORMAT`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -311,40 +316,76 @@ pub struct DevArgs {
 /// One environment's iDenfy credentials.
 #[derive(Clone, Debug)]
 pub struct Credentials {
+    /// The API key (`IDENFY_API_KEY` or `IDENFY_SANDBOX_API_KEY`).
     pub api_key: Secret,
+    /// The API secret (`IDENFY_API_SECRET` or `IDENFY_SANDBOX_API_SECRET`).
     pub api_secret: Secret,
+    /// The HMAC key of the environment's webhooks (`IDENFY_WEBHOOK_SIGNING_KEY` or
+    /// `IDENFY_SANDBOX_WEBHOOK_SIGNING_KEY`).
     pub webhook_key: WebhookKey,
 }
 
 /// Behaviour knobs shared by both environments.
 #[derive(Clone, Copy, Debug)]
 pub struct Tuning {
+    /// Most recreations of one row before its parent is failed (`RECREATION_CAP`).
     pub recreation_cap: u32,
+    /// TTL of the Valkey recreate lock (`LOCK_TTL_MS`); validated to be at most `claim_ttl`.
     pub lock_ttl: Duration,
+    /// How long a MongoDB recreation claim is held (`CLAIM_TTL_MS`); validated to be at
+    /// least [`min_claim_ttl_ms`] of `persist_retry`.
     pub claim_ttl: Duration,
+    /// How long after a mint the write recording it is retried through store faults
+    /// (`PERSIST_RETRY_MS`).
     pub persist_retry: Duration,
+    /// The wait after a token call whose outcome is unknown before minting again
+    /// (`UNKNOWN_MINT_BACKOFF_MS`).
     pub unknown_mint_backoff: Duration,
+    /// Unknown token-call outcomes a row (or creation key) may have before it gives up
+    /// (`MAX_UNKNOWN_MINT_OUTCOMES`).
     pub max_unknown_mint_outcomes: u32,
+    /// Minimum time between two iDenfy status calls for one row (`POLL_INTERVAL_MS`).
     pub poll_interval: Duration,
 }
 
 /// A validated `serve` configuration.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
+    /// `MONGODB_URI`: a mongodb:// or mongodb+srv:// connection string the driver accepts.
     pub mongodb_uri: Secret,
+    /// `MONGODB_DATABASE`, or else the database named in `mongodb_uri`.
     pub mongodb_database: String,
+    /// How conditional writes reach MongoDB (`MONGODB_WRITE_MODE`).
     pub mongodb_write_mode: WriteModeSetting,
+    /// MongoDB connections per server (`MONGODB_MAX_POOL_SIZE`).
     pub mongodb_max_pool_size: u32,
+    /// The in-flight budgets: `MAX_IN_FLIGHT_POLLS` and `MAX_IN_FLIGHT_PRIORITY`, each
+    /// [`AdmissionLimits::for_pool`] of `mongodb_max_pool_size` when unset.
     pub admission: AdmissionLimits,
+    /// `VALKEY_URL`: a redis://, rediss://, valkey:// or valkeys:// URL with a host.
     pub valkey_url: Secret,
+    /// The live environment's credentials.
     pub live: Credentials,
+    /// The sandbox environment's credentials; `None` when no `IDENFY_SANDBOX_*` variable
+    /// is set.
     pub sandbox: Option<Credentials>,
+    /// `IDENFY_BASE_URL` without a trailing `/`: the iDenfy API host and the base of the
+    /// hosted-UI redirect links.
     pub idenfy_base_url: String,
+    /// The options of every token call (`IDENFY_THEME`, `IDENFY_EXPIRY_TIME`,
+    /// `IDENFY_SESSION_LENGTH`; the others at their defaults).
     pub token_options: TokenOptions,
+    /// The behaviour knobs of both environments.
     pub tuning: Tuning,
+    /// The address to listen on (`LISTEN_ADDR`).
     pub listen_addr: SocketAddr,
+    /// `HEADER_READ_TIMEOUT_MS`, `IDLE_TIMEOUT_MS` and `MAX_CONNECTIONS`; the drain timeout
+    /// at its default.
     pub connections: ConnectionLimits,
+    /// `INTERNAL_SERVICE_TOKEN`, at least [`MIN_TOKEN_LEN`] characters: the bearer token of
+    /// the internal routes.
     pub internal_token: Secret,
+    /// `DATA_DIR`: the directory of the mint journal.
     pub data_dir: std::path::PathBuf,
     /// Exact origins (`scheme://host[:port]`, lower case, no default port) allowed to call
     /// the user routes cross-origin; empty: no CORS.

@@ -8,6 +8,8 @@
 //!   `cargo build -p idenfy-app --no-default-features` carries no simulator.
 //! - [`listener`]: serves the router with connection timeouts and a connection limit.
 
+#![warn(missing_docs)]
+
 pub mod config;
 #[cfg(feature = "dev")]
 pub mod dev;

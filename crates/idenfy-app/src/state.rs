@@ -15,13 +15,20 @@ use crate::http::admission::{Admission, AdmissionLimits};
 /// over this trait, so `serve` (MongoDB, Valkey, iDenfy), `dev` and the tests (in memory,
 /// idenfy-sim) share every line of HTTP code.
 pub trait Service: Send + Sync + 'static {
+    /// The store of the environment's iDenfy rows.
     type Rows: RowStore;
+    /// The store of the environment's parent sessions (both flows).
     type Parents: ParentStore;
+    /// The store of the environment's creation intents.
     type Intents: IntentStore;
+    /// The per-row recreate lock.
     type Lock: RecreateLock;
+    /// The iDenfy API of the environment.
     type Idenfy: IdenfyApi;
+    /// The time source.
     type Clock: Clock;
 
+    /// The environment's session service, which the handlers call.
     #[allow(clippy::type_complexity)]
     fn sessions(
         &self,
@@ -63,6 +70,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Checks the backing services for `/readyz`.
 pub trait HealthProbe: Send + Sync + 'static {
+    /// Checks the backing services now and reports which answered; every `GET /readyz`
+    /// awaits one call.
     fn check(&self) -> BoxFuture<'_, Health>;
 }
 
@@ -101,19 +110,28 @@ impl Default for Timeouts {
 
 /// Everything the router needs. Held in an `Arc` by axum.
 pub struct AppState<S> {
+    /// The live environment's service: the user routes and the webhook outside `/sandbox`,
+    /// and the internal routes (which create live sessions only).
     pub live: Arc<S>,
     /// `None` when the sandbox credentials are not configured: sandbox routes answer 404.
     pub sandbox: Option<Arc<S>>,
     /// `Authorization: Bearer` of the internal routes; `None` refuses every call.
     pub internal_token: Option<Secret>,
+    /// Checks the backing services for `/readyz`.
     pub health: Arc<dyn HealthProbe>,
+    /// Renders the Prometheus registry for `/metrics`.
     pub metrics: PrometheusHandle,
+    /// The time limits of the requests.
     pub timeouts: Timeouts,
     /// The in-flight budgets of this replica.
     pub admission: Arc<Admission>,
 }
 
 impl<S> AppState<S> {
+    /// The state of a service with the live environment only: no sandbox (its routes answer
+    /// 404), no internal token (the internal routes refuse every call), always ready
+    /// ([`AlwaysUp`]), default [`Timeouts`] and default [`AdmissionLimits`]. The `with_*`
+    /// methods change each of these.
     pub fn new(live: Arc<S>, metrics: PrometheusHandle) -> Self {
         Self {
             live,
@@ -126,26 +144,32 @@ impl<S> AppState<S> {
         }
     }
 
+    /// Replaces the in-flight budgets with new ones of `limits`.
     pub fn with_admission(mut self, limits: AdmissionLimits) -> Self {
         self.admission = Arc::new(Admission::new(limits));
         self
     }
 
+    /// Sets the time limits of the requests.
     pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
         self.timeouts = timeouts;
         self
     }
 
+    /// Serves the sandbox environment, the routes under `/sandbox`, with `sandbox`.
     pub fn with_sandbox(mut self, sandbox: Arc<S>) -> Self {
         self.sandbox = Some(sandbox);
         self
     }
 
+    /// Accepts `Authorization: Bearer <token>` on the internal routes (an empty `token`
+    /// still refuses every call).
     pub fn with_internal_token(mut self, token: Secret) -> Self {
         self.internal_token = Some(token);
         self
     }
 
+    /// Sets the probe behind `/readyz`.
     pub fn with_health(mut self, health: Arc<dyn HealthProbe>) -> Self {
         self.health = health;
         self

@@ -74,11 +74,14 @@ impl Default for AdmissionLimits {
 /// The class of a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Class {
+    /// The user routes: status polls and listings.
     Poll,
+    /// iDenfy's webhooks and the internal creation routes.
     Priority,
 }
 
 impl Class {
+    /// The class's name in logs and in the `class` label of [`SHED`]: `poll` or `priority`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Poll => "poll",
@@ -187,6 +190,8 @@ pub struct Admission {
 const SHED_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 impl Admission {
+    /// Budgets whose ceilings are `limits` (a ceiling of 0 counts as 1), with nothing in
+    /// flight and each limit in force at its ceiling.
     pub fn new(limits: AdmissionLimits) -> Self {
         Self {
             polls: Budget::new(limits.polls),

@@ -36,6 +36,7 @@ pub struct ErrorBody {
 pub struct WebhookProcessingError {
     /// Always `false`.
     pub received: bool,
+    /// Always `Processing error`.
     pub error: String,
 }
 
@@ -43,7 +44,9 @@ pub struct WebhookProcessingError {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum WebhookFailure {
+    /// Our store failed: `{"received": false, "error": "Processing error"}`.
     Processing(WebhookProcessingError),
+    /// A handler panicked: `{"error": "Internal server error"}`.
     Internal(ErrorBody),
 }
 
@@ -51,13 +54,18 @@ pub enum WebhookFailure {
 /// body other than `{"error": message}` (the webhook's store failure).
 #[derive(Debug)]
 pub struct ApiError {
+    /// The status of the answer.
     pub status: StatusCode,
+    /// The client-safe message, sent as `{"error": message}` unless `body` is set.
     pub message: String,
+    /// Sent as `Retry-After`, in whole seconds rounded up (at least 1).
     pub retry_after: Option<Duration>,
+    /// A body sent instead of `{"error": message}`.
     pub body: Option<serde_json::Value>,
 }
 
 impl ApiError {
+    /// `status` with `{"error": message}`, without `Retry-After`.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -67,14 +75,17 @@ impl ApiError {
         }
     }
 
+    /// 400 with `message`.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
 
+    /// 404 with `message`.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, message)
     }
 
+    /// 401 with `message`.
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, message)
     }

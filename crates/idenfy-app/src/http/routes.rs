@@ -485,12 +485,15 @@ pub async fn ensure<S: Service>(
 /// The body of `GET /healthz`: `{"status": "ok"}`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Liveness {
+    /// Always `ok`.
     pub status: Alive,
 }
 
+/// The status of a live process.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Alive {
+    /// The process answers.
     Ok,
 }
 
@@ -511,30 +514,41 @@ pub async fn healthz() -> impl IntoResponse {
 /// The body of `GET /readyz`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Readiness {
+    /// `ready` (status 200) when MongoDB answers, `not_ready` (status 503) otherwise.
     pub status: ReadinessStatus,
+    /// Whether MongoDB answered.
     pub mongodb: MongoDbState,
     /// Valkey down only degrades: the lock is an optimisation.
     pub valkey: ValkeyState,
 }
 
+/// Whether the service is ready for traffic.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReadinessStatus {
+    /// MongoDB answers.
     Ready,
+    /// MongoDB does not answer.
     NotReady,
 }
 
+/// Whether MongoDB answered the readiness check.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MongoDbState {
+    /// MongoDB answered.
     Up,
+    /// MongoDB did not answer.
     Down,
 }
 
+/// Whether Valkey answered the readiness check.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ValkeyState {
+    /// Valkey answered.
     Up,
+    /// Valkey did not answer: the service works on without the recreate lock.
     Degraded,
 }
 
