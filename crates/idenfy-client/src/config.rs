@@ -2,39 +2,50 @@
 
 use std::{fmt, time::Duration};
 
+use secrecy::{ExposeSecret, SecretString};
+
 /// iDenfy's API host.
 pub const DEFAULT_BASE_URL: &str = "https://ivs.idenfy.com";
 
-/// A credential. `Debug` never shows the value; there is no `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+/// A credential: a [`secrecy::SecretString`], so `Debug` never shows the value, there is no
+/// `Display`, and the memory is zeroed when the last copy is dropped.
+#[derive(Clone)]
+pub struct Secret(SecretString);
 
 impl Secret {
     /// Wraps a credential.
     pub fn new(raw: impl Into<String>) -> Self {
-        Self(raw.into())
+        Self(SecretString::from(raw.into()))
     }
 
     /// The secret value; call only where it leaves the process on purpose.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
 
     /// Whether the credential is the empty string (not configured).
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.expose().is_empty()
     }
 }
 
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for Secret {}
+
 impl From<String> for Secret {
     fn from(raw: String) -> Self {
-        Self(raw)
+        Self::new(raw)
     }
 }
 
 impl From<&str> for Secret {
     fn from(raw: &str) -> Self {
-        Self(raw.to_owned())
+        Self::new(raw)
     }
 }
 

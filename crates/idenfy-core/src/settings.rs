@@ -3,6 +3,7 @@
 use std::{fmt, time::Duration};
 
 use rand::Rng;
+use secrecy::{ExposeSecret, SecretSlice};
 
 use crate::Environment;
 
@@ -172,19 +173,20 @@ impl Settings {
     }
 }
 
-/// The webhook signing key; `Debug` never shows it.
+/// The webhook signing key: a [`secrecy::SecretSlice`], so `Debug` never shows it and the
+/// memory is zeroed when the last copy is dropped.
 #[derive(Clone)]
-pub struct WebhookKey(Vec<u8>);
+pub struct WebhookKey(SecretSlice<u8>);
 
 impl WebhookKey {
     /// Wraps the raw key bytes.
     pub fn new(key: impl Into<Vec<u8>>) -> Self {
-        Self(key.into())
+        Self(SecretSlice::from(key.into()))
     }
 
     /// The raw key bytes; call only to compute a signature.
     pub fn expose(&self) -> &[u8] {
-        &self.0
+        self.0.expose_secret()
     }
 }
 
