@@ -412,12 +412,6 @@ fn present(value: Option<&Secret>) -> Option<&Secret> {
     value.filter(|s| !s.expose().trim().is_empty())
 }
 
-/// The database named in a MongoDB URI's path (`mongodb://host/db?opts` → `db`), as the
-/// driver's own parser reads it; `None` for a URI it does not accept.
-pub fn database_from_uri(uri: &str) -> Option<String> {
-    ConnectionString::parse(uri).ok()?.default_database
-}
-
 /// A URL's scheme and whether a host follows it. Looks at nothing else, and
 /// its callers print neither: a connection string may carry credentials.
 fn scheme_and_host(url: &str) -> Option<(&str, bool)> {
@@ -596,17 +590,22 @@ impl ServeArgs {
             "INTERNAL_SERVICE_TOKEN",
         );
 
-        let mongodb_uri_valid = mongodb_uri.as_ref().is_some_and(|uri| {
-            check_url(
-                &mut problems.0,
-                "MONGODB_URI",
-                uri.expose(),
-                &["mongodb", "mongodb+srv"],
-            ) && {
-                // The driver's parser, which the store will use; its message is not shown,
-                // as it may quote the string (and the credentials in it).
-                let parsed = ConnectionString::parse(uri.expose()).is_ok();
-                if !parsed {
+        // The driver's parser, which the store will use, read once: it vets the string and
+        // names the database. Its message is not shown, as it may quote the string (and the
+        // credentials in it).
+        let parsed_uri = mongodb_uri
+            .as_ref()
+            .filter(|uri| {
+                check_url(
+                    &mut problems.0,
+                    "MONGODB_URI",
+                    uri.expose(),
+                    &["mongodb", "mongodb+srv"],
+                )
+            })
+            .and_then(|uri| {
+                let parsed = ConnectionString::parse(uri.expose()).ok();
+                if parsed.is_none() {
                     problems.0.push(
                         "MONGODB_URI is not a connection string the MongoDB driver accepts \
                          (check the host list, port numbers and options)"
@@ -614,17 +613,13 @@ impl ServeArgs {
                     );
                 }
                 parsed
-            }
-        });
+            });
+        let mongodb_uri_valid = parsed_uri.is_some();
         let mongodb_database = self
             .mongodb_database
             .clone()
             .filter(|d| !d.trim().is_empty())
-            .or_else(|| {
-                mongodb_uri
-                    .as_ref()
-                    .and_then(|u| database_from_uri(u.expose()))
-            });
+            .or_else(|| parsed_uri.and_then(|uri| uri.default_database));
         if mongodb_database.is_none() && mongodb_uri_valid {
             problems
                 .0
@@ -1099,6 +1094,11 @@ mod tests {
         assert_eq!(connections.header_read_timeout, Duration::from_secs(1));
         assert_eq!(connections.idle_timeout, Duration::from_secs(2));
         assert_eq!(connections.max_connections, 50);
+    }
+
+    /// The database the driver's parser reads from a URI, as `validate` takes it.
+    fn database_from_uri(uri: &str) -> Option<String> {
+        ConnectionString::parse(uri).ok()?.default_database
     }
 
     #[test]

@@ -29,8 +29,8 @@ use idenfy_app::{
 };
 use idenfy_client::Secret;
 use idenfy_core::{
-    Environment, Flow, IntentState, Parent, ParentId, ParentStatus, ParentStore, Sessions,
-    SigDigest, StoreError,
+    Environment, Flow, IntentState, Parent, ParentId, ParentStatus, ParentStore, SigDigest,
+    StoreError,
     creation::CreateRequest,
     memory::{MemoryRowStore, delay},
     webhook::WebhookError,
@@ -303,16 +303,7 @@ fn sessions(sim: &SimHandle, environment: Environment, store: &Arc<AtomicU8>) ->
             }
         }
     }));
-    let template = memory_sessions(sim, environment, Duration::from_millis(1)).expect("sessions");
-    Sessions::new(
-        rows,
-        template.parents,
-        template.intents,
-        template.lock,
-        template.idenfy,
-        template.clock,
-        template.settings,
-    )
+    crate::support::sessions_with_rows_in(sim, environment, rows)
 }
 
 impl App {

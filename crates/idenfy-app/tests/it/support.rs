@@ -344,8 +344,23 @@ pub fn sessions_with_rows<R: idenfy_core::RowStore>(
     idenfy_client::IdenfyClient,
     idenfy_core::SystemClock,
 > {
-    let template =
-        memory_sessions(sim, Environment::Live, Duration::from_millis(1)).expect("sessions");
+    sessions_with_rows_in(sim, Environment::Live, rows)
+}
+
+/// [`sessions_with_rows`] for `environment`.
+pub fn sessions_with_rows_in<R: idenfy_core::RowStore>(
+    sim: &SimHandle,
+    environment: Environment,
+    rows: R,
+) -> idenfy_core::Sessions<
+    R,
+    idenfy_core::memory::MemoryParentStore,
+    idenfy_core::memory::MemoryIntentStore,
+    idenfy_core::memory::MemoryLock,
+    idenfy_client::IdenfyClient,
+    idenfy_core::SystemClock,
+> {
+    let template = memory_sessions(sim, environment, Duration::from_millis(1)).expect("sessions");
     idenfy_core::Sessions::new(
         rows,
         template.parents,
