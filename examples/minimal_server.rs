@@ -27,8 +27,8 @@ use axum::{
 };
 use idenfy_client::{ClientConfig, DEFAULT_BASE_URL, IdenfyClient, Secret};
 use idenfy_core::{
-    Clock, Environment, Flow, IntentStore, Nonce, ParentStore, RecreateLock, RowStore, Sessions,
-    Settings, SigDigest, Timestamp, WebhookKey,
+    Backend, Clock, Environment, Flow, Nonce, Ports, Sessions, Settings, SigDigest, Timestamp,
+    WebhookKey,
     creation::{CreateError, CreateRequest},
     memory::{MemoryIntentStore, MemoryLock, MemoryParentStore, MemoryRowStore},
     resolver::ResolveError,
@@ -39,10 +39,6 @@ use lock_valkey::{ValkeyLock, ValkeyOptions};
 use serde_json::json;
 use store_mongo::{MongoOptions, MongoStores};
 use tokio::net::TcpListener;
-
-/// The service, generic over where rows, parents and intents are stored and which lock
-/// guards recreations; iDenfy is always reached over HTTP, time is tokio's.
-type App<R, P, I, L> = Sessions<R, P, I, L, IdenfyClient, TokioClock>;
 
 /// The `Clock` port: the wall clock, waiting on tokio's timer.
 #[derive(Clone, Copy, Debug)]
@@ -191,31 +187,37 @@ async fn main() -> anyhow::Result<()> {
 
     let walkthrough = walkthrough(&app_url, sim_url.as_deref());
     if let Some((stores, lock)) = services {
-        // The production service also gives `Sessions` a mint journal (`with_journal`), so a
+        // The production service also gives `Sessions` a mint journal (`SessionsBuilder::journal`), so a
         // token minted while MongoDB cannot take it is kept on disk until it can.
-        let app = Sessions::new(
-            stores.rows(),
-            stores.parents(),
-            stores.intents(),
-            lock.clone(),
-            idenfy.client,
-            TokioClock,
+        let app = Sessions::builder(
+            Ports {
+                rows: stores.rows().clone(),
+                parents: stores.parents().clone(),
+                intents: stores.intents().clone(),
+                lock: lock.clone(),
+                idenfy: idenfy.client,
+                clock: TokioClock,
+            },
             settings,
-        );
+        )
+        .build();
         serve(listener, app, &walkthrough).await?;
         lock.shutdown().await;
         stores.shutdown().await;
     } else {
         println!("storage: in memory (nothing is kept; set MONGODB_URI and VALKEY_URL)");
-        let app = Sessions::new(
-            MemoryRowStore::new(),
-            MemoryParentStore::new(),
-            MemoryIntentStore::new(),
-            MemoryLock::new(TokioClock),
-            idenfy.client,
-            TokioClock,
+        let app = Sessions::builder(
+            Ports {
+                rows: MemoryRowStore::new(),
+                parents: MemoryParentStore::new(),
+                intents: MemoryIntentStore::new(),
+                lock: MemoryLock::new(TokioClock),
+                idenfy: idenfy.client,
+                clock: TokioClock,
+            },
             settings,
-        );
+        )
+        .build();
         serve(listener, app, &walkthrough).await?;
     }
     if let Some(sim) = idenfy.sim {
@@ -225,15 +227,15 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Serves the three routes with any adapters until Ctrl-C.
-async fn serve<R: RowStore, P: ParentStore, I: IntentStore, L: RecreateLock>(
+async fn serve<B: Backend>(
     listener: TcpListener,
-    app: App<R, P, I, L>,
+    app: Sessions<B>,
     walkthrough: &str,
 ) -> anyhow::Result<()> {
     let router = Router::new()
-        .route("/sessions", post(create::<R, P, I, L>))
-        .route("/sessions/{id}/status", get(status::<R, P, I, L>))
-        .route("/webhook", post(webhook::<R, P, I, L>))
+        .route("/sessions", post(create::<B>))
+        .route("/sessions/{id}/status", get(status::<B>))
+        .route("/webhook", post(webhook::<B>))
         .with_state(Arc::new(app));
     println!("{walkthrough}");
     axum::serve(listener, router)
@@ -248,8 +250,8 @@ async fn serve<R: RowStore, P: ParentStore, I: IntentStore, L: RecreateLock>(
 /// `POST /sessions`, body `{"flow": "gov-id"}` or `"clean-hands"` (default gov-id), optional
 /// `Idempotency-Key`: a new in-progress parent session (what the user paid for) and its
 /// iDenfy session. The same key again returns the same sessions and mints nothing.
-async fn create<R: RowStore, P: ParentStore, I: IntentStore, L: RecreateLock>(
-    State(app): State<Arc<App<R, P, I, L>>>,
+async fn create<B: Backend>(
+    State(app): State<Arc<Sessions<B>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -299,8 +301,8 @@ async fn create<R: RowStore, P: ParentStore, I: IntentStore, L: RecreateLock>(
 
 /// `GET /sessions/{id}/status`: the view a browser polls. A token iDenfy expired is replaced
 /// here (`recreationCount` goes up); `EXPIRED` only shows once recovery gave up.
-async fn status<R: RowStore, P: ParentStore, I: IntentStore, L: RecreateLock>(
-    State(app): State<Arc<App<R, P, I, L>>>,
+async fn status<B: Backend>(
+    State(app): State<Arc<Sessions<B>>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
@@ -319,8 +321,8 @@ async fn status<R: RowStore, P: ParentStore, I: IntentStore, L: RecreateLock>(
 }
 
 /// `POST /webhook`: checked against the signing key before anything is read.
-async fn webhook<R: RowStore, P: ParentStore, I: IntentStore, L: RecreateLock>(
-    State(app): State<Arc<App<R, P, I, L>>>,
+async fn webhook<B: Backend>(
+    State(app): State<Arc<Sessions<B>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {

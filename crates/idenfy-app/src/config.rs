@@ -18,8 +18,8 @@ use idenfy_client::{DEFAULT_BASE_URL, DEFAULT_REQUEST_TIMEOUT, Secret, TokenOpti
 use idenfy_core::WebhookKey;
 use store_mongo::{WriteModeSetting, mongodb::options::ConnectionString};
 
-use crate::http::admission::AdmissionLimits;
-use crate::listener::ConnectionLimits;
+use idenfy_http::admission::AdmissionLimits;
+use idenfy_http::listener::ConnectionLimits;
 
 /// Exit status of a refused configuration or command line, whatever found the problem (a
 /// value that is not of its type, out of range, a missing variable, an unknown flag): 2, the

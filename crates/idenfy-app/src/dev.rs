@@ -7,23 +7,26 @@ use std::{sync::Arc, time::Duration};
 use anyhow::Context;
 use idenfy_client::{ClientConfig, IdenfyClient, RetryPolicy, Secret};
 use idenfy_core::{
-    Environment, Flow, Nonce, Sessions, Settings, SigDigest, SystemClock, WebhookKey,
+    Environment, Flow, Nonce, Ports, Sessions, Settings, SigDigest, SystemClock, WebhookKey,
     creation::{CreateRequest, Created},
     memory::{MemoryIntentStore, MemoryLock, MemoryParentStore, MemoryRowStore},
 };
+use idenfy_http::{AppState, listener::ConnectionLimits};
 use idenfy_sim::{Sim, SimConfig, SimHandle};
 use tokio::net::TcpListener;
 
-use crate::{config::DevArgs, listener::ConnectionLimits, state::AppState};
+use crate::config::DevArgs;
 
 /// One environment on the in-memory adapters, talking to iDenfy (or idenfy-sim) over HTTP.
 pub type MemorySessions = Sessions<
-    MemoryRowStore,
-    MemoryParentStore,
-    MemoryIntentStore,
-    MemoryLock,
-    IdenfyClient,
-    SystemClock,
+    Ports<
+        MemoryRowStore,
+        MemoryParentStore,
+        MemoryIntentStore,
+        MemoryLock,
+        IdenfyClient,
+        SystemClock,
+    >,
 >;
 
 /// The identity the demo session belongs to.
@@ -51,15 +54,18 @@ pub fn memory_sessions(
         WebhookKey::new(sim_config.webhook_signing_key.as_bytes()),
     );
     settings.poll_interval = poll_interval;
-    Ok(Sessions::new(
-        MemoryRowStore::new(),
-        MemoryParentStore::new(),
-        MemoryIntentStore::new(),
-        MemoryLock::new(SystemClock),
-        client,
-        SystemClock,
+    Ok(Sessions::builder(
+        Ports {
+            rows: MemoryRowStore::new(),
+            parents: MemoryParentStore::new(),
+            intents: MemoryIntentStore::new(),
+            lock: MemoryLock::new(SystemClock),
+            idenfy: client,
+            clock: SystemClock,
+        },
         settings,
-    ))
+    )
+    .build())
 }
 
 /// Runs dev mode until Ctrl-C / SIGTERM.
@@ -70,7 +76,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     );
     // First, so the demo creation's counters are recorded too.
     let metrics = crate::metrics::handle();
-    crate::listener::raise_nofile_limit();
+    idenfy_http::listener::raise_nofile_limit();
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} (try --listen)", args.listen))?;
@@ -119,9 +125,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             poll_interval
         )
     );
-    crate::listener::serve(
+    idenfy_http::listener::serve(
         listener,
-        crate::http::dev_router(state),
+        idenfy_http::dev_router(state),
         ConnectionLimits::default(),
         crate::serve::shutdown_signal(),
     )

@@ -1,19 +1,11 @@
-//! The Prometheus recorder (installed once per process), the description of every family
-//! it serves, and the request latency histogram.
+//! The process's Prometheus recorder (installed once), its buckets, and the description of
+//! every family the service exports beyond the HTTP edge's own (`idenfy_http::metrics`):
+//! the resolver's, the store's and the iDenfy client's.
 
-use std::{sync::OnceLock, time::Instant};
+use std::sync::OnceLock;
 
-use axum::{
-    extract::{MatchedPath, Request},
-    http::Method,
-    middleware::Next,
-    response::Response,
-};
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-/// Name of the request latency histogram.
-pub const HTTP_DURATION: &str = "http_request_duration_seconds";
 
 /// Buckets of every latency histogram (seconds).
 const BUCKETS: &[f64] = &[
@@ -45,8 +37,8 @@ pub fn handle() -> PrometheusHandle {
             };
             match builder().and_then(PrometheusBuilder::install_recorder) {
                 Ok(handle) => {
+                    idenfy_http::metrics::describe();
                     describe();
-                    process().describe();
                     register_at_zero();
                     handle
                 }
@@ -59,25 +51,8 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
-/// The process metrics (`process_cpu_seconds_total`, resident memory, open file
-/// descriptors and their limit, threads, start time), sampled at each scrape.
-fn process() -> &'static metrics_process::Collector {
-    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
-    COLLECTOR.get_or_init(metrics_process::Collector::default)
-}
-
-/// Samples the process metrics; called right before each render of `/metrics`.
-pub fn collect_process() {
-    process().collect();
-}
-
 /// HELP text and units of every family.
 fn describe() {
-    describe_histogram!(
-        HTTP_DURATION,
-        Unit::Seconds,
-        "HTTP request latency by route template, method and status."
-    );
     describe_histogram!(
         store_mongo::STORE_CALL_SECONDS,
         Unit::Seconds,
@@ -135,10 +110,6 @@ fn describe() {
     );
     describe_counter!("idenfy_webhooks_total", "Webhook deliveries by outcome.");
     describe_counter!(
-        crate::http::admission::SHED,
-        "Requests refused by admission control (503 + Retry-After), by class."
-    );
-    describe_counter!(
         "idenfy_abandoned_polls_total",
         "Polls stopped because their request ended before they wrote anything."
     );
@@ -175,60 +146,10 @@ fn register_at_zero() {
     for outcome in ["won", "lost", "unavailable", "busy_here"] {
         metrics::counter!("idenfy_recreate_lock_total", "outcome" => outcome).increment(0);
     }
-    for class in ["poll", "priority"] {
-        metrics::counter!(crate::http::admission::SHED, "class" => class).increment(0);
-    }
     metrics::gauge!(
         "idenfy_build_info",
         "version" => env!("CARGO_PKG_VERSION"),
         "dev_mode" => if cfg!(feature = "dev") { "compiled_in" } else { "absent" },
     )
     .set(1.0);
-}
-
-/// The `method` label: the methods the API knows, anything else `other`, so made-up
-/// methods cannot grow `/metrics` without bound.
-fn method_label(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        _ => "other",
-    }
-}
-
-/// Middleware: `http_request_duration_seconds{route,method,status}`, labelled with the
-/// matched route template (never the raw URI: ids would explode the cardinality).
-pub async fn track(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let method = method_label(request.method());
-    let started = Instant::now();
-    let response = next.run(request).await;
-    metrics::histogram!(
-        HTTP_DURATION,
-        "route" => route,
-        "method" => method,
-        "status" => response.status().as_u16().to_string(),
-    )
-    .record(started.elapsed().as_secs_f64());
-    response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn made_up_methods_share_one_label() {
-        let made_up = Method::from_bytes(b"BREW").expect("a method token");
-        assert_eq!(method_label(&made_up), "other");
-        assert_eq!(method_label(&Method::GET), "GET");
-    }
 }

@@ -6,18 +6,18 @@ use std::{sync::Arc, time::Duration};
 use anyhow::Context;
 use idenfy_client::{ClientConfig, IdenfyClient, TokenOptions};
 use idenfy_core::{
-    Clock, Environment, Sessions, Settings,
+    Clock, Environment, Ports, Sessions, Settings,
     journal::{MintJournal, ReplayReport},
 };
 use lock_valkey::{ValkeyLock, ValkeyOptions};
 use store_mongo::{MongoIntentStore, MongoOptions, MongoParentStore, MongoRowStore, MongoStores};
 use tokio::net::TcpListener;
 
+use idenfy_http::{AppState, BoxFuture, Health, HealthProbe, error::chain};
+
 use crate::{
     config::{Credentials, ServeConfig, Tuning},
-    http::error::chain,
     journal::FileJournal,
-    state::{AppState, BoxFuture, Health, HealthProbe},
 };
 
 /// How long start-up waits for MongoDB before refusing to start.
@@ -27,12 +27,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One production environment.
 pub type ProductionSessions = Sessions<
-    MongoRowStore,
-    MongoParentStore,
-    MongoIntentStore,
-    ValkeyLock,
-    IdenfyClient,
-    TokioClock,
+    Ports<MongoRowStore, MongoParentStore, MongoIntentStore, ValkeyLock, IdenfyClient, TokioClock>,
 >;
 
 /// The settings of one environment from the validated configuration.
@@ -82,7 +77,7 @@ fn replay_journal(sessions: Vec<Arc<ProductionSessions>>, journal: Arc<FileJourn
                     let report = environment.replay_journal().await;
                     if report != ReplayReport::default() {
                         tracing::info!(
-                            environment = environment.settings.environment.as_str(),
+                            environment = environment.settings().environment.as_str(),
                             attached = report.attached,
                             orphaned = report.orphaned,
                             kept = report.kept,
@@ -145,7 +140,7 @@ impl HealthProbe for Probe {
 /// Connects, checks, serves until SIGTERM or Ctrl-C, then closes the clients.
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let metrics = crate::metrics::handle();
-    crate::listener::raise_nofile_limit();
+    idenfy_http::listener::raise_nofile_limit();
 
     let stores = MongoStores::connect(
         config.mongodb_uri.expose(),
@@ -226,13 +221,15 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         );
     }
     let live = Arc::new(
-        Sessions::new(
-            stores.rows(),
-            stores.parents(),
-            stores.intents(),
-            lock.clone(),
-            client(&config.idenfy_base_url, &config.live, &config.token_options)?,
-            TokioClock,
+        Sessions::builder(
+            Ports {
+                rows: stores.rows().clone(),
+                parents: stores.parents().clone(),
+                intents: stores.intents().clone(),
+                lock: lock.clone(),
+                idenfy: client(&config.idenfy_base_url, &config.live, &config.token_options)?,
+                clock: TokioClock,
+            },
             settings(
                 Environment::Live,
                 &config.idenfy_base_url,
@@ -240,7 +237,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
                 config.tuning,
             ),
         )
-        .with_journal(journal.clone()),
+        .journal(journal.clone())
+        .build(),
     );
     let mut environments = vec![Arc::clone(&live)];
     tracing::info!(
@@ -259,13 +257,15 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     if let Some(credentials) = &config.sandbox {
         let sandbox_stores = stores.for_environment(Environment::Sandbox);
         let sandbox = Arc::new(
-            Sessions::new(
-                sandbox_stores.rows(),
-                sandbox_stores.parents(),
-                sandbox_stores.intents(),
-                lock.for_environment(Environment::Sandbox),
-                client(&config.idenfy_base_url, credentials, &config.token_options)?,
-                TokioClock,
+            Sessions::builder(
+                Ports {
+                    rows: sandbox_stores.rows().clone(),
+                    parents: sandbox_stores.parents().clone(),
+                    intents: sandbox_stores.intents().clone(),
+                    lock: lock.for_environment(Environment::Sandbox),
+                    idenfy: client(&config.idenfy_base_url, credentials, &config.token_options)?,
+                    clock: TokioClock,
+                },
                 settings(
                     Environment::Sandbox,
                     &config.idenfy_base_url,
@@ -273,7 +273,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
                     config.tuning,
                 ),
             )
-            .with_journal(journal.clone()),
+            .journal(journal.clone())
+            .build(),
         );
         environments.push(Arc::clone(&sandbox));
         state = state.with_sandbox(sandbox);
@@ -295,9 +296,9 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             "CORS: these origins may call the user routes"
         );
     }
-    crate::listener::serve(
+    idenfy_http::listener::serve(
         listener,
-        crate::http::with_cors(crate::http::router(state), &config.cors_allowed_origins),
+        idenfy_http::with_cors(idenfy_http::router(state), &config.cors_allowed_origins),
         config.connections,
         shutdown_signal(),
     )

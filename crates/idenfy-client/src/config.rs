@@ -37,6 +37,13 @@ impl PartialEq for Secret {
 
 impl Eq for Secret {}
 
+impl From<Secret> for SecretString {
+    /// The credential as a plain [`SecretString`], for code that takes secrecy's types.
+    fn from(secret: Secret) -> Self {
+        secret.0
+    }
+}
+
 impl From<String> for Secret {
     fn from(raw: String) -> Self {
         Self::new(raw)

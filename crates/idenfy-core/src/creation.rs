@@ -11,8 +11,8 @@ use serde::Serialize;
 use tracing::{error, info, warn};
 
 use crate::{
-    Clock, CreationIntent, Flow, IdenfyApi, IdenfyError, IdenfyRow, IntentState, IntentStore,
-    MintedToken, Nonce, Parent, ParentId, ParentStatus, ParentStore, RecreateLock, RowId, RowStore,
+    Backend, Clock, CreationIntent, Flow, IdenfyApi, IdenfyError, IdenfyRow, IntentState,
+    IntentStore, MintedToken, Nonce, Parent, ParentId, ParentStatus, ParentStore, RowId, RowStore,
     SessionView, Sessions, SigDigest, StoreError,
     journal::{JournaledMint, MintTarget},
     resolver::{after, before},
@@ -110,15 +110,7 @@ enum Begin {
     Replay(Box<Created>),
 }
 
-impl<R, P, I, L, A, C> Sessions<R, P, I, L, A, C>
-where
-    R: RowStore,
-    P: ParentStore,
-    I: IntentStore,
-    L: RecreateLock,
-    A: IdenfyApi,
-    C: Clock,
-{
+impl<B: Backend> Sessions<B> {
     /// A new IN_PROGRESS parent with its iDenfy row (or a reused APPROVED row).
     pub async fn create_session(&self, request: CreateRequest) -> Result<Created, CreateError> {
         let key = match &request.idempotency_key {
@@ -126,7 +118,7 @@ where
             Some(_) => return Err(CreateError::InvalidKey),
             None => format!("create:auto:{}", Nonce::random().as_str()),
         };
-        let now = self.clock.now();
+        let now = self.clock().now();
         let intent = self.new_intent(
             key,
             request.sig_digest,
@@ -148,7 +140,7 @@ where
     ) -> Result<Created, CreateError> {
         let id = ParentId::parse(raw_parent_id).map_err(|_| CreateError::ParentNotFound)?;
         let parent = self
-            .parents
+            .parents()
             .find_any(&id)
             .await?
             .ok_or(CreateError::ParentNotFound)?;
@@ -183,7 +175,7 @@ where
         flow: Flow,
         parent_id: ParentId,
     ) -> CreationIntent {
-        let now = self.clock.now();
+        let now = self.clock().now();
         CreationIntent {
             key,
             sig_digest,
@@ -202,13 +194,13 @@ where
 
     /// Records the intent, or finds the earlier one with the same key.
     async fn begin(&self, intent: CreationIntent) -> Result<Begin, CreateError> {
-        match self.intents.insert(&intent).await {
+        match self.intents().insert(&intent).await {
             Ok(()) => return Ok(Begin::Claimed(Box::new(intent))),
             Err(StoreError::Conflict) => {}
             Err(err) => return Err(err.into()),
         }
-        let now = self.clock.now();
-        let Some(mut existing) = self.intents.get(&intent.key).await? else {
+        let now = self.clock().now();
+        let Some(mut existing) = self.intents().get(&intent.key).await? else {
             return Err(CreateError::InProgress {
                 retry_after_ms: 100,
             });
@@ -250,7 +242,7 @@ where
                 let claim_id = Nonce::random();
                 let until = after(now, self.settings.claim_ttl);
                 if self
-                    .intents
+                    .intents()
                     .reclaim(&existing.key, &claim_id, until, now)
                     .await?
                     .applied()
@@ -274,14 +266,14 @@ where
         intent: CreationIntent,
         target: Target,
     ) -> Result<Created, CreateError> {
-        let now = self.clock.now();
+        let now = self.clock().now();
         let token = match intent.minted.clone() {
             // An earlier attempt paid for this token: use it, never mint again.
             Some(token) => token,
             None => {
                 if target == Target::NewParent
                     && let Some(reusable) = self
-                        .rows
+                        .rows()
                         .find_reusable(
                             &intent.sig_digest,
                             intent.flow,
@@ -291,7 +283,7 @@ where
                 {
                     self.insert_parent(&intent, &reusable.id).await?;
                     let _ = self
-                        .intents
+                        .intents()
                         .finish(&intent.key, &intent.claim_id, IntentState::Done)
                         .await?;
                     info!(session = %intent.parent_id, row = %reusable.id, "reused a recent approved iDenfy session");
@@ -314,7 +306,7 @@ where
             &token,
             now,
         );
-        match self.rows.insert(&row).await {
+        match self.rows().insert(&row).await {
             Ok(()) | Err(StoreError::Conflict) => {}
             Err(err) => return Err(err.into()),
         }
@@ -322,7 +314,7 @@ where
             Target::NewParent => self.insert_parent(&intent, &row.id).await?,
             Target::ExistingParent => {
                 if !self
-                    .parents
+                    .parents()
                     .link_row(intent.flow, &intent.parent_id, &row.id)
                     .await?
                     .applied()
@@ -330,7 +322,7 @@ where
                     // Linked elsewhere meanwhile (e.g. by id-server): that link wins.
                     warn!(session = %intent.parent_id, row = %row.id, "parent was linked to another row meanwhile");
                     let _ = self
-                        .intents
+                        .intents()
                         .finish(&intent.key, &intent.claim_id, IntentState::Done)
                         .await?;
                     return self.result_of(&intent).await;
@@ -338,7 +330,7 @@ where
             }
         }
         let _ = self
-            .intents
+            .intents()
             .finish(&intent.key, &intent.claim_id, IntentState::Done)
             .await?;
         info!(session = %intent.parent_id, row = %row.id, scan_ref = %row.scan_ref, "created an iDenfy session");
@@ -355,7 +347,7 @@ where
             return Ok(token);
         }
         metrics::counter!("idenfy_mints_total", "cause" => "creation").increment(1);
-        match self.idenfy.mint(&intent.parent_id).await {
+        match self.idenfy().mint(&intent.parent_id).await {
             Ok(token) => {
                 self.record_minted(intent, &token).await?;
                 Ok(token)
@@ -367,10 +359,10 @@ where
                     metrics::counter!("idenfy_mint_unknown_outcomes_total", "cause" => "creation")
                         .increment(1);
                     warn!(session = %intent.parent_id, attempt = intent.unknown_mint_outcomes + 1, error = %err, "the outcome of a token call for a new session is unknown (a token may have been billed); its retries wait");
-                    let now = self.clock.now();
+                    let now = self.clock().now();
                     let retry_at = after(now, self.settings.unknown_outcome_backoff);
                     let _ = self
-                        .intents
+                        .intents()
                         .record_unknown_mint(&intent.key, &intent.claim_id, retry_at, now)
                         .await?;
                     return Err(err.into());
@@ -381,7 +373,7 @@ where
                     error!(session = %intent.parent_id, class = err.class().as_str(), error = %err, "minting a token for a new session failed; nothing was written; operator action needed");
                 }
                 let _ = self
-                    .intents
+                    .intents()
                     .finish(&intent.key, &intent.claim_id, IntentState::Failed)
                     .await?;
                 Err(err.into())
@@ -398,14 +390,14 @@ where
     ) -> Result<(), CreateError> {
         let until = intent
             .claimed_until
-            .min(after(self.clock.now(), self.settings.persist_retry));
+            .min(after(self.clock().now(), self.settings.persist_retry));
         let recorded = self
             .retrying_store(
                 until,
                 &intent.parent_id,
                 "saving a minted token in its creation intent",
                 || {
-                    self.intents
+                    self.intents()
                         .record_mint(&intent.key, &intent.claim_id, token)
                 },
             )
@@ -452,7 +444,7 @@ where
             return Ok(false);
         };
         let write = self
-            .intents
+            .intents()
             .record_mint(intent_key, claim_id, &entry.token())
             .await?;
         if write.applied() {
@@ -472,9 +464,9 @@ where
             status: ParentStatus::InProgress,
             idenfy_session_id: Some(row.clone()),
             failure_reason: None,
-            created_at: Some(self.clock.now()),
+            created_at: Some(self.clock().now()),
         };
-        match self.parents.insert(&parent).await {
+        match self.parents().insert(&parent).await {
             Ok(()) | Err(StoreError::Conflict) => Ok(()),
             Err(err) => Err(err),
         }
@@ -483,7 +475,7 @@ where
     /// The result of a finished intent, read back from the stores.
     async fn result_of(&self, intent: &CreationIntent) -> Result<Created, CreateError> {
         let parent = self
-            .parents
+            .parents()
             .get(intent.flow, &intent.parent_id)
             .await?
             .ok_or_else(|| StoreError::Corrupt {
@@ -503,7 +495,7 @@ where
         let Some(row_id) = &parent.idenfy_session_id else {
             return Ok(None);
         };
-        let Some(row) = self.rows.get(row_id).await? else {
+        let Some(row) = self.rows().get(row_id).await? else {
             return Ok(None);
         };
         Ok(Some(self.created(

@@ -19,8 +19,8 @@
 //!
 //! # How to implement a store
 //!
-//! The core does no I/O: [`Sessions::new`] takes one implementation of each port of
-//! [`ports`], all built for ONE environment (collection names and key prefixes are chosen
+//! The core does no I/O: [`Sessions::builder`] takes a [`Backend`], one implementation of
+//! each port of [`ports`] (usually a [`Ports`]), all built for ONE environment (collection names and key prefixes are chosen
 //! at construction, so no method takes an [`Environment`]):
 //!
 //! | port | holds | adapters in this workspace |
@@ -31,7 +31,7 @@
 //! | [`RecreateLock`] | the per-row recreate lock | `lock_valkey::ValkeyLock`, [`memory::MemoryLock`] |
 //! | [`IdenfyApi`] | iDenfy's token, status and data calls | `idenfy_client::IdenfyClient`, [`testing::ScriptedIdenfy`] |
 //! | [`Clock`] | the time | [`SystemClock`], [`testing::ManualClock`] |
-//! | [`journal::MintJournal`] (optional, [`Sessions::with_journal`]) | paid tokens the store could not take | idenfy-app's file journal, [`memory::MemoryJournal`] |
+//! | [`journal::MintJournal`] (optional, [`SessionsBuilder::journal`]) | paid tokens the store could not take | idenfy-app's file journal, [`memory::MemoryJournal`] |
 //!
 //! The in-memory adapters are the smallest complete implementations; read them first.
 //! Which document and field each port method reads and writes, and the indexes the
@@ -160,13 +160,67 @@ pub use settings::{Settings, WebhookKey};
 pub use status::{Environment, Flow, ParentStatus, RowStatus, VerificationStatus, reasons};
 pub use view::{ListedSession, SessionView, StatusV2, StatusV2Body};
 
+use std::{fmt, sync::Arc};
+
 /// Instants, UTC, millisecond precision in storage.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;
 
-/// The iDenfy session service of ONE environment: every port it needs plus its settings.
-/// Cheap to share behind an `Arc`; all methods take `&self`.
+/// The port types of one deployment, gathered so that [`Sessions`] has one type parameter.
+///
+/// [`Ports`] implements it for any six port types, which is all most code needs:
+///
+/// ```
+/// use idenfy_core::memory::{MemoryIntentStore, MemoryLock, MemoryParentStore, MemoryRowStore};
+/// use idenfy_core::testing::{ManualClock, ScriptedIdenfy};
+///
+/// /// The in-memory backend of a test.
+/// type TestBackend = idenfy_core::Ports<
+///     MemoryRowStore,
+///     MemoryParentStore,
+///     MemoryIntentStore,
+///     MemoryLock,
+///     ScriptedIdenfy,
+///     ManualClock,
+/// >;
+/// type TestSessions = idenfy_core::Sessions<TestBackend>;
+/// # fn main() {}
+/// ```
+///
+/// Implement it yourself when one value serves several ports (a store type that is both
+/// the [`RowStore`] and the [`ParentStore`], say): each accessor returns the part that
+/// plays that port.
+pub trait Backend: Send + Sync + 'static {
+    /// The store of the iDenfy rows.
+    type Rows: RowStore;
+    /// The store of the parent sessions of both flows.
+    type Parents: ParentStore;
+    /// The store of the creation intents.
+    type Intents: IntentStore;
+    /// The per-row recreate lock.
+    type Lock: RecreateLock;
+    /// The iDenfy API.
+    type Idenfy: IdenfyApi;
+    /// The time source.
+    type Clock: Clock;
+
+    /// The row store.
+    fn rows(&self) -> &Self::Rows;
+    /// The parent store.
+    fn parents(&self) -> &Self::Parents;
+    /// The intent store.
+    fn intents(&self) -> &Self::Intents;
+    /// The recreate lock.
+    fn lock(&self) -> &Self::Lock;
+    /// The iDenfy API.
+    fn idenfy(&self) -> &Self::Idenfy;
+    /// The clock.
+    fn clock(&self) -> &Self::Clock;
+}
+
+/// One implementation of each port, all built for ONE environment: the [`Backend`] most
+/// code uses. Build it with a struct literal, so that a missing port is a compile error.
 #[derive(Debug)]
-pub struct Sessions<R, P, I, L, A, C> {
+pub struct Ports<R, P, I, L, A, C> {
     /// The iDenfy rows.
     pub rows: R,
     /// The parent sessions of both flows.
@@ -179,16 +233,9 @@ pub struct Sessions<R, P, I, L, A, C> {
     pub idenfy: A,
     /// The time source.
     pub clock: C,
-    /// The tunables and the webhook key.
-    pub settings: Settings,
-    /// Where minted tokens go when the store cannot take them in time (none: they are
-    /// only logged at ERROR).
-    journal: Option<std::sync::Arc<dyn journal::MintJournal>>,
-    /// Rows this instance is recovering right now (the in-process layer of step 5d).
-    recovering: inflight::InFlight,
 }
 
-impl<R, P, I, L, A, C> Sessions<R, P, I, L, A, C>
+impl<R, P, I, L, A, C> Backend for Ports<R, P, I, L, A, C>
 where
     R: RowStore,
     P: ParentStore,
@@ -197,32 +244,161 @@ where
     A: IdenfyApi,
     C: Clock,
 {
-    /// The service over these ports, without a mint journal (see [`Self::with_journal`]).
-    pub fn new(
-        rows: R,
-        parents: P,
-        intents: I,
-        lock: L,
-        idenfy: A,
-        clock: C,
-        settings: Settings,
-    ) -> Self {
-        Self {
-            rows,
-            parents,
-            intents,
-            lock,
-            idenfy,
-            clock,
+    type Rows = R;
+    type Parents = P;
+    type Intents = I;
+    type Lock = L;
+    type Idenfy = A;
+    type Clock = C;
+
+    fn rows(&self) -> &R {
+        &self.rows
+    }
+    fn parents(&self) -> &P {
+        &self.parents
+    }
+    fn intents(&self) -> &I {
+        &self.intents
+    }
+    fn lock(&self) -> &L {
+        &self.lock
+    }
+    fn idenfy(&self) -> &A {
+        &self.idenfy
+    }
+    fn clock(&self) -> &C {
+        &self.clock
+    }
+}
+
+/// The iDenfy session service of ONE environment: its [`Backend`] plus its settings.
+/// Built with [`Sessions::builder`]; cheap to share behind an `Arc`; all methods take
+/// `&self`.
+pub struct Sessions<B> {
+    backend: B,
+    settings: Settings,
+    /// Where minted tokens go when the store cannot take them in time (none: they are
+    /// only logged at ERROR).
+    journal: Option<Arc<dyn journal::MintJournal>>,
+    /// Rows this instance is recovering right now (the in-process layer in front of the
+    /// recreate lock, `docs/resolver.md`).
+    recovering: inflight::InFlight,
+}
+
+impl<B: Backend> Sessions<B> {
+    /// Starts building the service over `backend` with `settings` (whose `environment`
+    /// must be the one the backend's ports were built for).
+    ///
+    /// ```
+    /// use idenfy_core::memory::{MemoryIntentStore, MemoryLock, MemoryParentStore, MemoryRowStore};
+    /// use idenfy_core::testing::ScriptedIdenfy;
+    /// use idenfy_core::{Environment, Ports, Sessions, Settings, SystemClock, WebhookKey};
+    ///
+    /// let sessions = Sessions::builder(
+    ///     Ports {
+    ///         rows: MemoryRowStore::new(),
+    ///         parents: MemoryParentStore::new(),
+    ///         intents: MemoryIntentStore::new(),
+    ///         lock: MemoryLock::new(SystemClock),
+    ///         idenfy: ScriptedIdenfy::new(),
+    ///         clock: SystemClock,
+    ///     },
+    ///     Settings::new(Environment::Live, "https://ivs.idenfy.com", WebhookKey::new("signing key")),
+    /// )
+    /// .build();
+    /// assert_eq!(sessions.settings().environment, Environment::Live);
+    /// ```
+    pub fn builder(backend: B, settings: Settings) -> SessionsBuilder<B> {
+        SessionsBuilder {
+            backend,
             settings,
             journal: None,
-            recovering: inflight::InFlight::default(),
         }
     }
 
-    /// Keeps minted tokens the store cannot take in `journal` (see [`journal`]).
-    pub fn with_journal(mut self, journal: std::sync::Arc<dyn journal::MintJournal>) -> Self {
+    /// The ports.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The row store.
+    pub fn rows(&self) -> &B::Rows {
+        self.backend.rows()
+    }
+
+    /// The parent store.
+    pub fn parents(&self) -> &B::Parents {
+        self.backend.parents()
+    }
+
+    /// The intent store.
+    pub fn intents(&self) -> &B::Intents {
+        self.backend.intents()
+    }
+
+    /// The recreate lock.
+    pub fn lock(&self) -> &B::Lock {
+        self.backend.lock()
+    }
+
+    /// The iDenfy API.
+    pub fn idenfy(&self) -> &B::Idenfy {
+        self.backend.idenfy()
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &B::Clock {
+        self.backend.clock()
+    }
+
+    /// The tunables and the webhook key.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+}
+
+impl<B> fmt::Debug for Sessions<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sessions")
+            .field("settings", &self.settings)
+            .field("journal", &self.journal.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Sessions`]: the backend and settings are given to [`Sessions::builder`],
+/// the optional parts here.
+#[must_use = "call `build` to get the service"]
+pub struct SessionsBuilder<B> {
+    backend: B,
+    settings: Settings,
+    journal: Option<Arc<dyn journal::MintJournal>>,
+}
+
+impl<B: Backend> SessionsBuilder<B> {
+    /// Keeps minted tokens the store cannot take in `journal` (see [`journal`]). Without
+    /// one they are only logged at ERROR.
+    pub fn journal(mut self, journal: Arc<dyn journal::MintJournal>) -> Self {
         self.journal = Some(journal);
         self
+    }
+
+    /// The service.
+    pub fn build(self) -> Sessions<B> {
+        Sessions {
+            backend: self.backend,
+            settings: self.settings,
+            journal: self.journal,
+            recovering: inflight::InFlight::default(),
+        }
+    }
+}
+
+impl<B> fmt::Debug for SessionsBuilder<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionsBuilder")
+            .field("settings", &self.settings)
+            .field("journal", &self.journal.is_some())
+            .finish_non_exhaustive()
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tracing::{debug, error, info, warn};
 
 use crate::{
-    Claim, Clock, ErrorClass, IdenfyApi, IdenfyRow, IntentStore, MintFailure, MintedToken, Nonce,
+    Backend, Claim, Clock, ErrorClass, IdenfyApi, IdenfyRow, MintFailure, MintedToken, Nonce,
     OrphanedMint, ParentId, ParentStatus, ParentStore, RecreateLock, Recreated, RecreationLimits,
     RowId, RowStore, ScanRef, SessionView, Sessions, SigDigest, StatusUpdate, StatusV2, StoreError,
     Timestamp, VerificationStatus,
@@ -82,15 +82,7 @@ pub struct Resolution {
     pub outcome: Outcome,
 }
 
-impl<R, P, I, L, A, C> Sessions<R, P, I, L, A, C>
-where
-    R: RowStore,
-    P: ParentStore,
-    I: IntentStore,
-    L: RecreateLock,
-    A: IdenfyApi,
-    C: Clock,
-{
+impl<B: Backend> Sessions<B> {
     /// `GET /idenfy-sessions/{id}/status`: the row's view for its owner.
     pub async fn resolve(
         &self,
@@ -111,7 +103,7 @@ where
     ) -> Result<Resolution, ResolveError> {
         // Step 1: owner check; every miss looks the same.
         let id = RowId::parse(raw_row_id).map_err(|_| ResolveError::NotFound)?;
-        let row = self.rows.get(&id).await?.ok_or(ResolveError::NotFound)?;
+        let row = self.rows().get(&id).await?.ok_or(ResolveError::NotFound)?;
         if !row.sig_digest.matches(caller) {
             return Err(ResolveError::NotFound);
         }
@@ -137,7 +129,7 @@ where
     ) -> Result<StatusV2, ResolveError> {
         let id = ParentId::parse(raw_parent_id).map_err(|_| ResolveError::NotFound)?;
         let parent = self
-            .parents
+            .parents()
             .find_any(&id)
             .await?
             .ok_or(ResolveError::NotFound)?;
@@ -150,7 +142,7 @@ where
             return Ok(StatusV2::from_view(id, None));
         };
         let row = self
-            .rows
+            .rows()
             .get(&row_id)
             .await?
             .ok_or(ResolveError::NotFound)?;
@@ -175,9 +167,9 @@ where
 
     /// `GET /idenfy-sessions`: the caller's recent rows, without tokens.
     pub async fn list(&self, caller: &SigDigest) -> Result<Vec<crate::ListedSession>, StoreError> {
-        let since = before(self.clock.now(), self.settings.reuse_window);
+        let since = before(self.clock().now(), self.settings.reuse_window);
         let rows = self
-            .rows
+            .rows()
             .list_recent(caller, since, self.settings.list_limit)
             .await?;
         Ok(rows.iter().map(crate::ListedSession::from).collect())
@@ -204,7 +196,7 @@ where
             if row.failure_reason.as_deref() == Some(reasons::RECREATION_LIMIT) {
                 interest.commit();
                 let _ = self
-                    .parents
+                    .parents()
                     .fail(row.flow, &row.parent_id, reasons::RECREATION_LIMIT)
                     .await?;
             }
@@ -215,7 +207,7 @@ where
             return self.recover(row, interest).await;
         }
         // Step 4: reconcile, do not poll.
-        let now = self.clock.now();
+        let now = self.clock().now();
         let due_before = self.poll_due_before(&row, now);
         // A token minted (or polled) within the interval needs no status call yet: its
         // state is known from the mint, and the herd right after a recovery would
@@ -226,7 +218,7 @@ where
             // so that peers waiting for its answer get one.
             interest.commit();
             if self
-                .rows
+                .rows()
                 .claim_poll(&row.id, &row.scan_ref, due_before, now)
                 .await?
                 .applied()
@@ -270,12 +262,12 @@ where
     ) -> Result<Resolution, StoreError> {
         let mut pause = PEER_POLL_FIRST_PAUSE;
         // Never longer than the bound from here either, whatever the peer's clock said.
-        let latest = after(self.clock.now(), PEER_POLL_WAIT);
+        let latest = after(self.clock().now(), PEER_POLL_WAIT);
         loop {
             if row.scan_ref != *polled || row.is_expired() || row.final_decision().is_some() {
                 return self.settle(row, polled, interest).await;
             }
-            let now = self.clock.now();
+            let now = self.clock().now();
             let Some(until) = self
                 .peer_poll_in_flight(&row, now)
                 .map(|until| until.min(latest))
@@ -284,7 +276,7 @@ where
                 return Ok(self.cached_or_pending(&row, now));
             };
             metrics::counter!("idenfy_peer_poll_waits_total").increment(1);
-            self.clock.sleep(pause.min(to_std(until - now))).await;
+            self.clock().sleep(pause.min(to_std(until - now))).await;
             pause = pause.saturating_mul(2);
             row = self.reread(&row.id).await?;
         }
@@ -317,14 +309,17 @@ where
     /// Step 4 after winning the poll claim: one `/api/v2/status` call, written back
     /// conditionally on the polled scanRef.
     async fn poll(&self, row: IdenfyRow, interest: &Interest) -> Result<Resolution, StoreError> {
-        let report = match self.idenfy.status(&row.scan_ref).await {
+        let report = match self.idenfy().status(&row.scan_ref).await {
             Ok(report) => report,
             Err(err) => {
                 // Show what we have and say how old it is, never an error page.
                 warn!(row = %row.id, scan_ref = %row.scan_ref, error = %err, "status poll failed; serving the cached view");
                 metrics::counter!("idenfy_status_polls_total", "outcome" => "error").increment(1);
                 let mut resolution = self.current(&row, Outcome::PollFailed);
-                if row.token_expires_at.is_some_and(|t| t <= self.clock.now()) {
+                if row
+                    .token_expires_at
+                    .is_some_and(|t| t <= self.clock().now())
+                {
                     resolution = self.pending(&row, self.settings.pending_retry_after);
                 }
                 resolution.view.last_checked_at = row.last_checked_at;
@@ -332,11 +327,11 @@ where
             }
         };
         metrics::counter!("idenfy_status_polls_total", "outcome" => "ok").increment(1);
-        let now = self.clock.now();
+        let now = self.clock().now();
         if report.status.is_expiry() {
             // The EXPIRED marker, only on the scanRef we polled (never on a peer's new token).
             if self
-                .rows
+                .rows()
                 .mark_expired(&row.id, &row.scan_ref, now)
                 .await?
                 .applied()
@@ -355,7 +350,7 @@ where
             status: report.status,
         };
         match self
-            .rows
+            .rows()
             .apply_status(&row.id, &row.scan_ref, &update, now)
             .await?
         {
@@ -371,7 +366,7 @@ where
     pub(crate) async fn propagate_denial(&self, row: &IdenfyRow) -> Result<(), StoreError> {
         if row.final_decision() == Some(&VerificationStatus::Denied) {
             let failed = self
-                .parents
+                .parents()
                 .fail_all_linked(&row.id, reasons::DENIED)
                 .await?;
             if failed > 0 {
@@ -409,7 +404,7 @@ where
 
     /// Step 5: recover an expired row.
     async fn recover(&self, row: IdenfyRow, interest: &Interest) -> Result<Resolution, StoreError> {
-        let now = self.clock.now();
+        let now = self.clock().now();
         // Recovery already under way, seen without another read: a live claim (a peer is
         // minting), or this process recovering the row. Pending; the recovery in progress
         // settles the rest (parent, cap, back-off). In a herd this keeps most polls at one
@@ -425,7 +420,7 @@ where
             return Ok(self.pending(&row, self.settings.pending_retry_after));
         };
         // 5a: only a paid, unfinished parent is resumed.
-        let parent = self.parents.get(row.flow, &row.parent_id).await?;
+        let parent = self.parents().get(row.flow, &row.parent_id).await?;
         if !parent
             .as_ref()
             .is_some_and(|p| p.status == ParentStatus::InProgress)
@@ -461,7 +456,7 @@ where
         // Never longer than the claim: a holder that dies mid-mint blocks the row for at
         // most the claim's TTL.
         let lock_ttl = self.settings.lock_ttl.min(self.settings.claim_ttl);
-        let guard = match self.lock.acquire(&row.id, lock_ttl).await {
+        let guard = match self.lock().acquire(&row.id, lock_ttl).await {
             Ok(Some(guard)) => {
                 metrics::counter!("idenfy_recreate_lock_total", "outcome" => "won").increment(1);
                 Some(guard)
@@ -481,7 +476,7 @@ where
         let result = self.claim_and_mint(&row).await;
         // 5h: releasing never changes the outcome.
         if let Some(guard) = guard {
-            match self.lock.release(&guard).await {
+            match self.lock().release(&guard).await {
                 Ok(true) => {}
                 Ok(false) => warn!(row = %row.id, "recreate lock had expired before release"),
                 Err(err) => warn!(row = %row.id, error = %err, "recreate lock release failed"),
@@ -492,7 +487,7 @@ where
 
     /// Steps 5e–5g.
     async fn claim_and_mint(&self, row: &IdenfyRow) -> Result<Resolution, StoreError> {
-        let now = self.clock.now();
+        let now = self.clock().now();
         let claim = Claim {
             claim_id: Nonce::random(),
             claimed_until: after(now, self.settings.claim_ttl),
@@ -503,7 +498,7 @@ where
         };
         // 5e: the claim is the real guard (`docs/resolver.md#exactly-one-mint-per-expired-token`).
         if !self
-            .rows
+            .rows()
             .claim_recreation(&row.id, &row.scan_ref, limits, &claim, now)
             .await?
             .applied()
@@ -512,7 +507,7 @@ where
         }
         // 5f: mint for the same paid parent (no new payment).
         metrics::counter!("idenfy_mints_total", "cause" => "recovery").increment(1);
-        let token = match self.idenfy.mint(&row.parent_id).await {
+        let token = match self.idenfy().mint(&row.parent_id).await {
             Ok(token) => token,
             Err(err) => {
                 let class = err.class();
@@ -540,12 +535,12 @@ where
                         Some(id) => format!("{}: {id}", err.kind.as_str()),
                         None => err.kind.as_str().to_owned(),
                     },
-                    next_attempt_at: after(self.clock.now(), delay),
+                    next_attempt_at: after(self.clock().now(), delay),
                     outcome_unknown,
                 };
                 let _ = self
-                    .rows
-                    .release_claim(&row.id, &claim.claim_id, &failure, self.clock.now())
+                    .rows()
+                    .release_claim(&row.id, &claim.claim_id, &failure, self.clock().now())
                     .await?;
                 return Ok(self.pending(row, delay));
             }
@@ -560,19 +555,19 @@ where
         };
         let retry_until = claim
             .claimed_until
-            .min(after(self.clock.now(), self.settings.persist_retry));
+            .min(after(self.clock().now(), self.settings.persist_retry));
         let persisted = self
             .retrying_store(
                 retry_until,
                 &row.id,
                 "persisting a replacement token",
                 || {
-                    self.rows.persist_recreation(
+                    self.rows().persist_recreation(
                         &row.id,
                         &row.scan_ref,
                         &claim.claim_id,
                         &recreated,
-                        self.clock.now(),
+                        self.clock().now(),
                     )
                 },
             )
@@ -635,12 +630,12 @@ where
                 Err(err @ (StoreError::Unavailable(_) | StoreError::Backend(_))) => {
                     attempt = attempt.saturating_add(1);
                     let delay = crate::Settings::store_retry_backoff(attempt);
-                    if after(self.clock.now(), delay) >= until {
+                    if after(self.clock().now(), delay) >= until {
                         return Err(err);
                     }
                     warn!(row = %row, attempt, error = %err, "{what} failed; retrying while the claim is ours");
                     metrics::counter!("idenfy_store_write_retries_total").increment(1);
-                    self.clock.sleep(delay).await;
+                    self.clock().sleep(delay).await;
                 }
                 answered => return answered,
             }
@@ -662,7 +657,7 @@ where
             parent,
             target,
             token,
-            self.clock.now(),
+            self.clock().now(),
         );
         let (row, intent) = match &entry.target {
             MintTarget::Recovery { row_id, .. } => (Some(row_id.to_string()), None),
@@ -704,7 +699,7 @@ where
         scan_ref: &ScanRef,
     ) -> Result<Option<IdenfyRow>, StoreError> {
         Ok(self
-            .rows
+            .rows()
             .get(id)
             .await?
             .filter(|row| &row.scan_ref == scan_ref))
@@ -730,8 +725,14 @@ where
             old_status: entry.old_status(),
         };
         let write = self
-            .rows
-            .persist_recreation(row_id, old_scan_ref, claim_id, &recreated, self.clock.now())
+            .rows()
+            .persist_recreation(
+                row_id,
+                old_scan_ref,
+                claim_id,
+                &recreated,
+                self.clock().now(),
+            )
             .await?;
         if write.applied() || self.carrying(row_id, &entry.scan_ref).await?.is_some() {
             info!(row = %row_id, scan_ref = %entry.scan_ref, "attached a journaled replacement token to its row");
@@ -794,7 +795,7 @@ where
             scan_ref: scan_ref.clone(),
             minted_at,
         };
-        self.rows
+        self.rows()
             .record_orphaned_mint(id, &orphan)
             .await
             .map(|_| ())
@@ -802,9 +803,9 @@ where
 
     /// Step 5b: mark the row failed and the parent VERIFICATION_FAILED.
     async fn give_up(&self, row: &IdenfyRow) -> Result<Resolution, StoreError> {
-        let now = self.clock.now();
+        let now = self.clock().now();
         if !self
-            .rows
+            .rows()
             .give_up(&row.id, &row.scan_ref, reasons::RECREATION_LIMIT, now)
             .await?
             .applied()
@@ -812,7 +813,7 @@ where
             return self.reread_and_classify(&row.id, &row.scan_ref).await;
         }
         let _ = self
-            .parents
+            .parents()
             .fail(row.flow, &row.parent_id, reasons::RECREATION_LIMIT)
             .await?;
         warn!(row = %row.id, recreations = row.recreation_count, attempts = row.mint_attempts, "recreation limit reached; gave up and failed the parent");
@@ -834,10 +835,13 @@ where
 
     /// The row as stored now; it existed a moment ago, so its absence is corruption.
     async fn reread(&self, id: &RowId) -> Result<IdenfyRow, StoreError> {
-        self.rows.get(id).await?.ok_or_else(|| StoreError::Corrupt {
-            id: id.to_string(),
-            reason: "row vanished".into(),
-        })
+        self.rows()
+            .get(id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt {
+                id: id.to_string(),
+                reason: "row vanished".into(),
+            })
     }
 
     /// How a re-read row looks to someone who did not (or could not) recover it
@@ -851,7 +855,7 @@ where
         }
         if row.is_expired() {
             let retry = match &row.recreation.next_attempt_at {
-                Some(next) if *next > self.clock.now() => to_std(*next - self.clock.now()),
+                Some(next) if *next > self.clock().now() => to_std(*next - self.clock().now()),
                 _ => self.settings.pending_retry_after,
             };
             return self.pending(row, retry);

@@ -18,8 +18,8 @@ use sha2::Sha256;
 use tracing::{debug, info, warn};
 
 use crate::{
-    Clock, IdenfyApi, IdenfyRow, IntentStore, ParentStore, RecreateLock, RowStore, ScanRef,
-    Sessions, StatusUpdate, StoreError, VerificationStatus,
+    Backend, Clock, IdenfyRow, RowStore, ScanRef, Sessions, StatusUpdate, StoreError,
+    VerificationStatus,
 };
 
 /// Why a signature was refused.
@@ -205,15 +205,7 @@ enum Change {
     Status(StatusUpdate),
 }
 
-impl<R, P, I, L, A, C> Sessions<R, P, I, L, A, C>
-where
-    R: RowStore,
-    P: ParentStore,
-    I: IntentStore,
-    L: RecreateLock,
-    A: IdenfyApi,
-    C: Clock,
-{
+impl<B: Backend> Sessions<B> {
     /// `POST /idenfy/webhook` (this environment's).
     pub async fn handle_webhook(
         &self,
@@ -271,9 +263,9 @@ where
     ) -> Result<WebhookOutcome, WebhookError> {
         let Some(change) = change_for(event, overall, final_flag) else {
             // Still check the scanRef so a typo'd URL does not look healthy.
-            return if self.rows.find_by_scan_ref(scan_ref).await?.is_some()
+            return if self.rows().find_by_scan_ref(scan_ref).await?.is_some()
                 || self
-                    .rows
+                    .rows()
                     .find_by_superseded_scan_ref(scan_ref)
                     .await?
                     .is_some()
@@ -284,7 +276,7 @@ where
             };
         };
 
-        if let Some(row) = self.rows.find_by_scan_ref(scan_ref).await? {
+        if let Some(row) = self.rows().find_by_scan_ref(scan_ref).await? {
             if already_stored(&row, &change) {
                 // An identical redelivery (or anything after a final decision, which the
                 // store refuses anyway): no write. The row just read is current enough —
@@ -292,12 +284,12 @@ where
                 self.propagate_denial(&row).await?;
                 return Ok(WebhookOutcome::Duplicate);
             }
-            let now = self.clock.now();
+            let now = self.clock().now();
             let (outcome, current) = match &change {
                 Change::Expire => {
                     // Only the marker: recovery happens on the next poll.
                     if self
-                        .rows
+                        .rows()
                         .mark_expired(&row.id, scan_ref, now)
                         .await?
                         .applied()
@@ -308,12 +300,12 @@ where
                     }
                 }
                 Change::Status(update) => match self
-                    .rows
+                    .rows()
                     .apply_status(&row.id, scan_ref, update, now)
                     .await?
                 {
                     Some(updated) => (WebhookOutcome::Applied, Some(updated)),
-                    None => (WebhookOutcome::Duplicate, self.rows.get(&row.id).await?),
+                    None => (WebhookOutcome::Duplicate, self.rows().get(&row.id).await?),
                 },
             };
             // Propagation runs on every delivery, so a redelivery finishes what a
@@ -324,13 +316,13 @@ where
             return Ok(outcome);
         }
 
-        if let Some(row) = self.rows.find_by_superseded_scan_ref(scan_ref).await? {
+        if let Some(row) = self.rows().find_by_superseded_scan_ref(scan_ref).await? {
             let (status, is_final) = match change {
                 Change::Expire => (VerificationStatus::Expired, false),
                 Change::Status(update) => (update.status, update.is_final),
             };
             let _ = self
-                .rows
+                .rows()
                 .update_superseded(&row.id, scan_ref, &status, is_final)
                 .await?;
             debug!(row = %row.id, scan_ref = %scan_ref, "webhook for a superseded scanRef; current session untouched");

@@ -1,4 +1,4 @@
-//! Connection hygiene of `idenfy_app::listener::serve`, over raw loopback sockets: slow request
+//! Connection hygiene of `idenfy_http::listener::serve`, over raw loopback sockets: slow request
 //! heads are cut, idle connections are closed after the idle timeout (and not by the
 //! header-read timeout), thousands of idle connections starve neither `/healthz` nor status
 //! polls, the connection limit keeps the process clear of its open-file limit, and shutdown
@@ -16,13 +16,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use idenfy_app::{
-    AppState,
-    dev::memory_sessions,
-    listener::{ConnectionLimits, raise_nofile_limit},
-};
+use idenfy_app::dev::memory_sessions;
 use idenfy_client::Secret;
 use idenfy_core::Environment;
+use idenfy_http::{
+    AppState,
+    listener::{ConnectionLimits, raise_nofile_limit},
+};
 use idenfy_sim::{Sim, SimConfig, SimHandle};
 use serde_json::json;
 use tokio::{
@@ -72,9 +72,9 @@ impl Server {
         );
         let state = AppState::new(live, idenfy_app::metrics::handle())
             .with_internal_token(Secret::new(TOKEN));
-        let router = idenfy_app::router(state);
+        let router = idenfy_http::router(state);
         let (stop, stopped) = oneshot::channel::<()>();
-        let serving = tokio::spawn(idenfy_app::listener::serve(
+        let serving = tokio::spawn(idenfy_http::listener::serve(
             listener,
             router,
             limits,
@@ -436,7 +436,7 @@ async fn two_thousand_idle_connections_leave_health_and_polls_answering_until_th
 async fn at_a_small_connection_limit_health_answers_and_accept_never_fails() {
     let capture = capture_logs(|logs| {
         tracing_subscriber::registry()
-            .with(EnvFilter::new("idenfy_app::listener=trace"))
+            .with(EnvFilter::new("idenfy_http::listener=trace"))
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_writer(logs)

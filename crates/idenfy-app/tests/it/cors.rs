@@ -3,9 +3,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use idenfy_app::{AppState, dev::memory_sessions};
+use idenfy_app::dev::memory_sessions;
 use idenfy_client::Secret;
 use idenfy_core::Environment;
+use idenfy_http::AppState;
 use idenfy_sim::{Sim, SimConfig, SimHandle};
 use reqwest::{Method, Response, header};
 
@@ -27,11 +28,7 @@ async fn app(origins: &[&str]) -> (String, SimHandle) {
         .with_sandbox(sessions(Environment::Sandbox))
         .with_internal_token(Secret::new(TOKEN));
     let origins: Vec<String> = origins.iter().map(|&o| o.to_owned()).collect();
-    let base = serve(idenfy_app::http::with_cors(
-        idenfy_app::router(state),
-        &origins,
-    ))
-    .await;
+    let base = serve(idenfy_http::with_cors(idenfy_http::router(state), &origins)).await;
     (base, sim)
 }
 

@@ -9,14 +9,15 @@ use std::{
     time::Duration,
 };
 
-use idenfy_app::{AppState, Timeouts, dev::memory_sessions};
+use idenfy_app::dev::memory_sessions;
 use idenfy_client::Secret;
 use idenfy_core::{
-    Claim, Environment, Flow, IdenfyRow, MintFailure, Nonce, OrphanedMint, Recreated,
+    Claim, Environment, Flow, IdenfyRow, MintFailure, Nonce, OrphanedMint, Ports, Recreated,
     RecreationLimits, RowId, RowStore, ScanRef, Sessions, SigDigest, StatusUpdate, StoreError,
     Timestamp, VerificationStatus, Write,
     memory::{MemoryRowStore, delay},
 };
+use idenfy_http::{AppState, Timeouts};
 use idenfy_sim::{Sim, SimConfig};
 use insta::assert_json_snapshot;
 use serde_json::json;
@@ -184,7 +185,7 @@ async fn a_store_outage_is_503_and_a_webhook_500_without_details() {
     );
     let state = AppState::new(Arc::new(sessions), idenfy_app::metrics::handle())
         .with_internal_token(Secret::new(TOKEN));
-    let base = serve(idenfy_app::router(state)).await;
+    let base = serve(idenfy_http::router(state)).await;
     let http = reqwest::Client::new();
     let (code, created) = send(
         http.post(format!("{base}/internal/sessions"))
@@ -257,7 +258,7 @@ async fn slow_handlers_answer_503_json_within_the_route_timeouts() {
             idenfy_app::metrics::handle(),
         )
         .with_timeouts(timeouts);
-        serve(idenfy_app::router(state))
+        serve(idenfy_http::router(state))
     };
     let http = reqwest::Client::new();
 
@@ -312,14 +313,14 @@ async fn slow_handlers_answer_503_json_within_the_route_timeouts() {
 async fn a_recovery_cut_off_by_the_deadline_still_persists_its_token() {
     let sim = Sim::start(SimConfig::default()).await.expect("sim");
     let sessions = memory_sessions(&sim, Environment::Live, Duration::from_millis(1)).expect("s");
-    let rows = sessions.rows.clone();
+    let rows = sessions.rows().clone();
     let state = AppState::new(Arc::new(sessions), idenfy_app::metrics::handle())
         .with_internal_token(Secret::new(TOKEN))
         .with_timeouts(Timeouts {
             webhook: Duration::from_secs(8),
             request: Duration::from_millis(300),
         });
-    let base = serve(idenfy_app::router(state)).await;
+    let base = serve(idenfy_http::router(state)).await;
     let http = reqwest::Client::new();
 
     let (code, body) = send(
@@ -388,19 +389,22 @@ async fn a_silent_status_endpoint_gives_the_cached_view_not_a_503() {
     )
     .expect("client");
     let template = memory_sessions(&sim, Environment::Live, Duration::from_millis(1)).expect("s");
-    let sessions = Sessions::new(
-        template.rows,
-        template.parents,
-        template.intents,
-        template.lock,
-        client,
-        template.clock,
-        template.settings,
-    );
+    let sessions = Sessions::builder(
+        Ports {
+            rows: template.rows().clone(),
+            parents: template.parents().clone(),
+            intents: template.intents().clone(),
+            lock: template.lock().clone(),
+            idenfy: client,
+            clock: *template.clock(),
+        },
+        template.settings().clone(),
+    )
+    .build();
     // The production deadline.
     let state = AppState::new(Arc::new(sessions), idenfy_app::metrics::handle())
         .with_internal_token(Secret::new(TOKEN));
-    let base = serve(idenfy_app::router(state)).await;
+    let base = serve(idenfy_http::router(state)).await;
     let http = reqwest::Client::new();
     let (code, body) = send(
         http.post(format!("{base}/internal/sessions"))

@@ -423,7 +423,7 @@ async fn ensure_links_an_existing_parent_once() {
     // A parent created elsewhere (id-server), without an iDenfy row yet.
     let parent = idenfy_core::ParentId::generate(chrono::Utc::now());
     idenfy_core::ParentStore::insert(
-        &app.live.parents,
+        app.live.parents(),
         &idenfy_core::Parent {
             id: parent.clone(),
             flow: idenfy_core::Flow::GovId,
@@ -607,7 +607,7 @@ async fn a_decision_reaches_the_poller_through_the_simulators_webhook() {
         .await;
     assert_eq!(v2["idenfy"]["status"], "DENIED");
     let parent = idenfy_core::ParentStore::find_any(
-        &app.live.parents,
+        app.live.parents(),
         &idenfy_core::ParentId::parse(&created.parent).expect("id"),
     )
     .await

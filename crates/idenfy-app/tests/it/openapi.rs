@@ -8,7 +8,7 @@
 //!   declare fails too (the served document stays open to additive fields).
 //! - Every status the document lists is provoked here, or named in [`NOT_PROVOKED`] with
 //!   the reason.
-//! - Every route `src/http/mod.rs` defines has its path and method in the document, and the
+//! - Every route `idenfy-http/src/router.rs` defines has its path and method in the document, and the
 //!   document has nothing else; the dev-only `/docs` is the one exception, and it exists in
 //!   the dev router only.
 
@@ -21,12 +21,7 @@ use std::{
     time::Duration,
 };
 
-use idenfy_app::{
-    AppState, Health, HealthProbe, Timeouts,
-    dev::{MemorySessions, memory_sessions},
-    http::admission::{Admission, Admitted, Class},
-    state::BoxFuture,
-};
+use idenfy_app::dev::{MemorySessions, memory_sessions};
 use idenfy_client::Secret;
 use idenfy_core::{
     Environment, Flow, IntentState, Parent, ParentId, ParentStatus, ParentStore, SigDigest,
@@ -34,6 +29,10 @@ use idenfy_core::{
     creation::CreateRequest,
     memory::{MemoryRowStore, delay},
     webhook::WebhookError,
+};
+use idenfy_http::{
+    AppState, BoxFuture, Health, HealthProbe, Timeouts,
+    admission::{Admission, Admitted, Class},
 };
 use idenfy_sim::{Fault, Sim, SimConfig, SimHandle};
 use reqwest::header::HeaderMap;
@@ -197,7 +196,7 @@ struct Conformance {
 impl Conformance {
     fn new() -> Self {
         Self {
-            doc: idenfy_app::openapi::document(),
+            doc: idenfy_http::openapi::document(),
             http: reqwest::Client::new(),
             seen: Mutex::default(),
         }
@@ -324,7 +323,7 @@ impl App {
             state = state.with_sandbox(Arc::clone(sandbox));
         }
         let admission = Arc::clone(&state.admission);
-        let base = serve(idenfy_app::router(state)).await;
+        let base = serve(idenfy_http::router(state)).await;
         App {
             base,
             sim,
@@ -371,7 +370,7 @@ impl App {
     async fn parent(&self, owner: Option<&str>, status: ParentStatus) -> String {
         let id = ParentId::generate(chrono::Utc::now());
         ParentStore::insert(
-            &self.live.parents,
+            self.live.parents(),
             &Parent {
                 id: id.clone(),
                 flow: Flow::GovId,
@@ -527,7 +526,7 @@ async fn user_routes_and_webhook(c: &Conformance, app: &App, prefix: &str) {
         404,
     )
     .await;
-    let huge = vec![b' '; idenfy_app::http::WEBHOOK_BODY_LIMIT + 1];
+    let huge = vec![b' '; idenfy_http::WEBHOOK_BODY_LIMIT + 1];
     c.expect(
         &webhook_path,
         http.post(&webhook_url)
@@ -648,7 +647,7 @@ async fn internal_routes(c: &Conformance, app: &App) {
     for _ in 0..500 {
         let pending = app
             .live
-            .intents
+            .intents()
             .all()
             .iter()
             .any(|intent| intent.key == "create:k-5" && intent.state == IntentState::Pending);
@@ -870,10 +869,9 @@ async fn every_answer_matches_the_document() {
 
     // The webhook's store failure is answered by this conversion (the handler's `?`); the
     // in-memory store cannot be made to fail there, so its body is checked on its own.
-    let response =
-        axum::response::IntoResponse::into_response(idenfy_app::http::error::ApiError::from(
-            WebhookError::Store(StoreError::Unavailable("injected".into())),
-        ));
+    let response = axum::response::IntoResponse::into_response(idenfy_http::error::ApiError::from(
+        WebhookError::Store(StoreError::Unavailable("injected".into())),
+    ));
     assert_eq!(response.status().as_u16(), 500);
     let body: Value = serde_json::from_slice(
         &axum::body::to_bytes(response.into_body(), usize::MAX)
@@ -917,17 +915,17 @@ async fn every_answer_matches_the_document() {
     );
 }
 
-/// The (METHOD, path) of every route `src/http/mod.rs` defines; the per-environment ones
+/// The (METHOD, path) of every route `idenfy-http/src/router.rs` defines; the per-environment ones
 /// (those of `fn environment_routes`) also under the sandbox mount.
 fn defined_routes() -> BTreeSet<(String, String)> {
-    const SOURCE: &str = include_str!("../../src/http/mod.rs");
+    const SOURCE: &str = include_str!("../../../idenfy-http/src/router.rs");
     let environment = SOURCE
         .find("fn environment_routes")
-        .expect("fn environment_routes in src/http/mod.rs");
+        .expect("fn environment_routes in idenfy-http/src/router.rs");
     let environment =
         environment..environment + SOURCE[environment..].find("\n}\n").expect("its end");
     assert!(
-        SOURCE.contains(&format!("\"{}\"", idenfy_app::openapi::SANDBOX)),
+        SOURCE.contains(&format!("\"{}\"", idenfy_http::openapi::SANDBOX)),
         "the sandbox is mounted where the document says"
     );
     let mut routes = BTreeSet::new();
@@ -951,7 +949,7 @@ fn defined_routes() -> BTreeSet<(String, String)> {
         if environment.contains(&at) {
             routes.insert((
                 method.to_ascii_uppercase(),
-                format!("{}{path}", idenfy_app::openapi::SANDBOX),
+                format!("{}{path}", idenfy_http::openapi::SANDBOX),
             ));
         }
     }
@@ -960,7 +958,7 @@ fn defined_routes() -> BTreeSet<(String, String)> {
 
 #[tokio::test]
 async fn every_route_is_documented_and_every_documented_route_exists() {
-    let doc = idenfy_app::openapi::document();
+    let doc = idenfy_http::openapi::document();
     let documented: BTreeSet<(String, String)> = doc["paths"]
         .as_object()
         .expect("paths")
@@ -1017,7 +1015,7 @@ async fn every_route_is_documented_and_every_documented_route_exists() {
 
 #[tokio::test]
 async fn the_document_names_every_operation_and_its_headers() {
-    let doc = idenfy_app::openapi::document();
+    let doc = idenfy_http::openapi::document();
     assert_eq!(doc["openapi"], "3.1.0");
     let mut ids = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
@@ -1061,7 +1059,7 @@ async fn the_document_names_every_operation_and_its_headers() {
 /// The checker itself: answers that stray from the document are caught.
 #[test]
 fn answers_that_stray_from_the_document_fail_the_check() {
-    let doc = idenfy_app::openapi::document();
+    let doc = idenfy_http::openapi::document();
     let mut headers = HeaderMap::new();
     headers.insert("content-type", "application/json".parse().expect("value"));
     headers.insert("x-request-id", "r-1".parse().expect("value"));
@@ -1145,7 +1143,7 @@ async fn the_docs_page_exists_in_dev_mode_only() {
     };
     let http = reqwest::Client::new();
 
-    let production = serve(idenfy_app::router(state())).await;
+    let production = serve(idenfy_http::router(state())).await;
     let response = http
         .get(format!("{production}/docs"))
         .send()
@@ -1155,7 +1153,7 @@ async fn the_docs_page_exists_in_dev_mode_only() {
     let body: Value = response.json().await.expect("JSON");
     assert_eq!(body["error"], "Not found");
 
-    let dev = serve(idenfy_app::http::dev_router(state())).await;
+    let dev = serve(idenfy_http::dev_router(state())).await;
     let response = http
         .get(format!("{dev}/docs"))
         .send()

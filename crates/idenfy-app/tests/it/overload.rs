@@ -10,12 +10,12 @@ use std::{
     time::Duration,
 };
 
-use idenfy_app::{
-    AppState, Timeouts,
-    http::admission::{Admission, AdmissionLimits, Class},
-};
 use idenfy_client::Secret;
 use idenfy_core::memory::{MemoryRowStore, delay};
+use idenfy_http::{
+    AppState, Timeouts,
+    admission::{Admission, AdmissionLimits, Class},
+};
 use idenfy_sim::{Sim, SimConfig};
 use serde_json::json;
 
@@ -50,7 +50,7 @@ async fn slow_app(limits: AdmissionLimits, store_pause: Duration, timeouts: Time
         .with_admission(limits)
         .with_timeouts(timeouts);
     let admission = state.admission.clone();
-    let base = serve(idenfy_app::router(state)).await;
+    let base = serve(idenfy_http::router(state)).await;
     SlowApp {
         base,
         admission,

@@ -10,13 +10,10 @@ use std::{
     time::Duration,
 };
 
-use idenfy_app::{
-    AppState, Health, HealthProbe,
-    dev::{MemorySessions, memory_sessions},
-    state::BoxFuture,
-};
+use idenfy_app::dev::{MemorySessions, memory_sessions};
 use idenfy_client::Secret;
 use idenfy_core::Environment;
+use idenfy_http::{AppState, BoxFuture, Health, HealthProbe};
 use idenfy_sim::{Sim, SimConfig, SimHandle};
 use serde_json::Value;
 use tracing_subscriber::fmt::MakeWriter;
@@ -109,7 +106,7 @@ impl TestApp {
                     .expect("sandbox sessions"),
             ));
         }
-        let router = idenfy_app::router(state);
+        let router = idenfy_http::router(state);
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
@@ -337,12 +334,14 @@ pub fn sessions_with_rows<R: idenfy_core::RowStore>(
     sim: &SimHandle,
     rows: R,
 ) -> idenfy_core::Sessions<
-    R,
-    idenfy_core::memory::MemoryParentStore,
-    idenfy_core::memory::MemoryIntentStore,
-    idenfy_core::memory::MemoryLock,
-    idenfy_client::IdenfyClient,
-    idenfy_core::SystemClock,
+    idenfy_core::Ports<
+        R,
+        idenfy_core::memory::MemoryParentStore,
+        idenfy_core::memory::MemoryIntentStore,
+        idenfy_core::memory::MemoryLock,
+        idenfy_client::IdenfyClient,
+        idenfy_core::SystemClock,
+    >,
 > {
     sessions_with_rows_in(sim, Environment::Live, rows)
 }
@@ -353,23 +352,28 @@ pub fn sessions_with_rows_in<R: idenfy_core::RowStore>(
     environment: Environment,
     rows: R,
 ) -> idenfy_core::Sessions<
-    R,
-    idenfy_core::memory::MemoryParentStore,
-    idenfy_core::memory::MemoryIntentStore,
-    idenfy_core::memory::MemoryLock,
-    idenfy_client::IdenfyClient,
-    idenfy_core::SystemClock,
+    idenfy_core::Ports<
+        R,
+        idenfy_core::memory::MemoryParentStore,
+        idenfy_core::memory::MemoryIntentStore,
+        idenfy_core::memory::MemoryLock,
+        idenfy_client::IdenfyClient,
+        idenfy_core::SystemClock,
+    >,
 > {
     let template = memory_sessions(sim, environment, Duration::from_millis(1)).expect("sessions");
-    idenfy_core::Sessions::new(
-        rows,
-        template.parents,
-        template.intents,
-        template.lock,
-        template.idenfy,
-        template.clock,
-        template.settings,
+    idenfy_core::Sessions::builder(
+        idenfy_core::Ports {
+            rows,
+            parents: template.parents().clone(),
+            intents: template.intents().clone(),
+            lock: template.lock().clone(),
+            idenfy: template.idenfy().clone(),
+            clock: *template.clock(),
+        },
+        template.settings().clone(),
     )
+    .build()
 }
 
 /// Serves `router` on a loopback port until the test ends; returns its base URL.

@@ -11,7 +11,7 @@ use crate::support::{TestApp, USER};
 /// The stored row `id` of the app's live environment.
 fn stored(app: &TestApp, id: &str) -> IdenfyRow {
     app.live
-        .rows
+        .rows()
         .all()
         .into_iter()
         .find(|row| row.id.as_str() == id)

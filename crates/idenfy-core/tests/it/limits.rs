@@ -3,28 +3,33 @@
 
 use std::{sync::Arc, time::Duration};
 
-use idenfy_core::{RowStatus, Sessions, resolver::Outcome};
+use idenfy_core::{Ports, RowStatus, Sessions, resolver::Outcome};
 
 use crate::support::{Harness, Seed, owner};
 
 #[tokio::test]
 async fn durations_too_long_to_add_to_a_date_do_not_panic_a_poll() {
     let h = Harness::new();
-    let mut settings = h.sessions.settings.clone();
+    let mut settings = h.sessions.settings().clone();
     settings.poll_interval = Duration::MAX;
     settings.claim_ttl = Duration::MAX;
     settings.persist_retry = Duration::MAX;
     settings.unknown_outcome_backoff = Duration::MAX;
     settings.reuse_window = Duration::MAX;
-    let sessions = Arc::new(Sessions::new(
-        h.rows.clone(),
-        h.parents.clone(),
-        h.intents.clone(),
-        h.lock.clone(),
-        h.idenfy.clone(),
-        h.clock.clone(),
-        settings,
-    ));
+    let sessions = Arc::new(
+        Sessions::builder(
+            Ports {
+                rows: h.rows.clone(),
+                parents: h.parents.clone(),
+                intents: h.intents.clone(),
+                lock: h.lock.clone(),
+                idenfy: h.idenfy.clone(),
+                clock: h.clock.clone(),
+            },
+            settings,
+        )
+        .build(),
+    );
 
     let expired = h.seed(Seed::expired()).await;
     let r = sessions

@@ -266,7 +266,7 @@ async fn a_token_call_with_an_unknown_outcome_is_recorded_and_backs_off_longer()
     let stored = h.row(&row.id).await;
     assert_eq!(stored.unknown_mint_outcomes, 1, "recorded on the row");
     assert_eq!(stored.last_unknown_mint_at, Some(h.clock.now()));
-    let backoff = h.sessions.settings.unknown_outcome_backoff;
+    let backoff = h.sessions.settings().unknown_outcome_backoff;
     assert!(
         r.view.retry_after_ms >= Some(u64::try_from(backoff.as_millis()).expect("ms")),
         "{:?}",
@@ -302,13 +302,13 @@ async fn a_connect_failure_is_a_known_outcome_with_the_normal_back_off() {
 async fn unknown_outcomes_are_bounded_per_row_then_it_gives_up_and_fails_the_parent() {
     let h = Harness::new();
     let row = h.seed(Seed::expired()).await;
-    let max = h.sessions.settings.max_unknown_mint_outcomes;
+    let max = h.sessions.settings().max_unknown_mint_outcomes;
     for _ in 0..max {
         h.idenfy.push_mint_error(IdenfyErrorKind::Transport);
         let r = resolve(&h, &row).await;
         assert_eq!(r.outcome, Outcome::Pending);
         h.clock
-            .advance(h.sessions.settings.unknown_outcome_backoff + Duration::from_secs(1));
+            .advance(h.sessions.settings().unknown_outcome_backoff + Duration::from_secs(1));
     }
     let r = resolve(&h, &row).await;
     assert_eq!(r.outcome, Outcome::GaveUp);
@@ -355,15 +355,15 @@ async fn a_creation_token_call_with_an_unknown_outcome_defers_its_retries_and_is
     assert_eq!(h.idenfy.mint_calls(), 1);
 
     // After the back-off it mints; lost answers beyond the bound give up for good.
-    let max = h.sessions.settings.max_unknown_mint_outcomes;
+    let max = h.sessions.settings().max_unknown_mint_outcomes;
     for _ in 1..max {
         h.clock
-            .advance(h.sessions.settings.unknown_outcome_backoff + Duration::from_secs(1));
+            .advance(h.sessions.settings().unknown_outcome_backoff + Duration::from_secs(1));
         h.idenfy.push_mint_error(IdenfyErrorKind::Timeout);
         let _ = h.sessions.create_session(create("k-4")).await;
     }
     h.clock
-        .advance(h.sessions.settings.unknown_outcome_backoff + Duration::from_secs(1));
+        .advance(h.sessions.settings().unknown_outcome_backoff + Duration::from_secs(1));
     let err = h
         .sessions
         .create_session(create("k-4"))

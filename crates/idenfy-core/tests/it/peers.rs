@@ -6,7 +6,7 @@
 use std::{sync::Arc, time::Duration};
 
 use idenfy_core::{
-    Clock, Interest, RowId, ScanRef, Sessions, Timestamp, VerificationStatus,
+    Clock, Interest, Ports, RowId, ScanRef, Sessions, Timestamp, VerificationStatus,
     memory::{MemoryIntentStore, MemoryLock, MemoryParentStore, MemoryRowStore, delay},
     resolver::{Outcome, Resolution, ResolveError},
     testing::ScriptedIdenfy,
@@ -42,25 +42,32 @@ impl Clock for TokioTime {
 }
 
 type TimedSessions = Sessions<
-    MemoryRowStore,
-    MemoryParentStore,
-    MemoryIntentStore,
-    MemoryLock,
-    ScriptedIdenfy,
-    TokioTime,
+    Ports<
+        MemoryRowStore,
+        MemoryParentStore,
+        MemoryIntentStore,
+        MemoryLock,
+        ScriptedIdenfy,
+        TokioTime,
+    >,
 >;
 
 /// A replica over the harness's stores whose iDenfy is `idenfy` and whose time is `time`.
 fn replica(h: &Harness, idenfy: ScriptedIdenfy, time: TokioTime) -> Arc<TimedSessions> {
-    Arc::new(Sessions::new(
-        h.rows.clone(),
-        h.parents.clone(),
-        h.intents.clone(),
-        h.lock.clone(),
-        idenfy,
-        time,
-        h.sessions.settings.clone(),
-    ))
+    Arc::new(
+        Sessions::builder(
+            Ports {
+                rows: h.rows.clone(),
+                parents: h.parents.clone(),
+                intents: h.intents.clone(),
+                lock: h.lock.clone(),
+                idenfy,
+                clock: time,
+            },
+            h.sessions.settings().clone(),
+        )
+        .build(),
+    )
 }
 
 fn token(view: &idenfy_core::SessionView) -> Option<&str> {
@@ -222,7 +229,7 @@ async fn a_token_just_minted_is_not_polled_before_the_interval() {
         "the herd after a recovery costs no call"
     );
     h.clock
-        .advance(h.sessions.settings.poll_interval + Duration::from_secs(1));
+        .advance(h.sessions.settings().poll_interval + Duration::from_secs(1));
     let r = h
         .sessions
         .resolve(row.id.as_str(), &owner())

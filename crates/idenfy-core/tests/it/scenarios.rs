@@ -165,7 +165,7 @@ async fn persist_miss_returns_the_peer_token_and_records_the_orphan() {
                         .advance(Duration::from_secs(120));
                     let sessions = peer.get().expect("peer set");
                     let row =
-                        idenfy_core::RowStore::get(&sessions.rows, row_id.get().expect("row set"))
+                        idenfy_core::RowStore::get(sessions.rows(), row_id.get().expect("row set"))
                             .await
                             .expect("store")
                             .expect("row");

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use chrono::TimeZone;
 use idenfy_core::{
-    AuthToken, Environment, Flow, IdenfyRow, Parent, ParentId, ParentStatus, ParentStore, RowId,
-    RowStatus, RowStore, ScanRef, Sessions, Settings, SigDigest, Timestamp, VerificationStatus,
-    WebhookKey,
+    AuthToken, Environment, Flow, IdenfyRow, Parent, ParentId, ParentStatus, ParentStore, Ports,
+    RowId, RowStatus, RowStore, ScanRef, Sessions, Settings, SigDigest, Timestamp,
+    VerificationStatus, WebhookKey,
     memory::{
         Delay, MemoryIntentStore, MemoryJournal, MemoryLock, MemoryParentStore, MemoryRowStore,
     },
@@ -16,12 +16,14 @@ use idenfy_core::{
 };
 
 pub type TestSessions = Sessions<
-    MemoryRowStore,
-    MemoryParentStore,
-    MemoryIntentStore,
-    MemoryLock,
-    ScriptedIdenfy,
-    ManualClock,
+    Ports<
+        MemoryRowStore,
+        MemoryParentStore,
+        MemoryIntentStore,
+        MemoryLock,
+        ScriptedIdenfy,
+        ManualClock,
+    >,
 >;
 
 pub const SIG: &str = "sig-digest-of-the-owner";
@@ -99,16 +101,19 @@ impl Harness {
         );
         let journal = MemoryJournal::new();
         let sessions = Arc::new(
-            Sessions::new(
-                rows.clone(),
-                parents.clone(),
-                intents.clone(),
-                lock.clone(),
-                idenfy.clone(),
-                clock.clone(),
+            Sessions::builder(
+                Ports {
+                    rows: rows.clone(),
+                    parents: parents.clone(),
+                    intents: intents.clone(),
+                    lock: lock.clone(),
+                    idenfy: idenfy.clone(),
+                    clock: clock.clone(),
+                },
                 settings,
             )
-            .with_journal(Arc::new(journal.clone())),
+            .journal(Arc::new(journal.clone()))
+            .build(),
         );
         Self {
             sessions,
@@ -125,15 +130,20 @@ impl Harness {
     /// Another replica: a fresh service (its own in-process state) over the same stores,
     /// lock, iDenfy and clock.
     pub fn replica(&self) -> Arc<TestSessions> {
-        Arc::new(Sessions::new(
-            self.rows.clone(),
-            self.parents.clone(),
-            self.intents.clone(),
-            self.lock.clone(),
-            self.idenfy.clone(),
-            self.clock.clone(),
-            self.sessions.settings.clone(),
-        ))
+        Arc::new(
+            Sessions::builder(
+                Ports {
+                    rows: self.rows.clone(),
+                    parents: self.parents.clone(),
+                    intents: self.intents.clone(),
+                    lock: self.lock.clone(),
+                    idenfy: self.idenfy.clone(),
+                    clock: self.clock.clone(),
+                },
+                self.sessions.settings().clone(),
+            )
+            .build(),
+        )
     }
 
     /// Stores a parent and its row as `seed` describes; returns the row.

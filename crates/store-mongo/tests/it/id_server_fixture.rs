@@ -685,7 +685,7 @@ async fn malformed_documents_are_corrupt_not_panics() {
 #[tokio::test]
 async fn rows_id_server_expired_are_recovered_unless_the_parent_is_finished() {
     use idenfy_core::{
-        Sessions, Settings, SigDigest, WebhookKey,
+        Ports, Sessions, Settings, SigDigest, WebhookKey,
         memory::MemoryLock,
         testing::{ManualClock, ScriptedIdenfy},
     };
@@ -700,19 +700,22 @@ async fn rows_id_server_expired_are_recovered_unless_the_parent_is_finished() {
     let t0 = now() - TimeDelta::hours(2);
     let clock = ManualClock::new(now());
     let idenfy = ScriptedIdenfy::new().with_clock(clock.clone());
-    let sessions = Sessions::new(
-        stores.rows(),
-        stores.parents(),
-        stores.intents(),
-        MemoryLock::new(clock.clone()),
-        idenfy.clone(),
-        clock,
+    let sessions = Sessions::builder(
+        Ports {
+            rows: stores.rows().clone(),
+            parents: stores.parents().clone(),
+            intents: stores.intents().clone(),
+            lock: MemoryLock::new(clock.clone()),
+            idenfy: idenfy.clone(),
+            clock,
+        },
         Settings::new(
             Environment::Live,
             "https://ivs.example",
             WebhookKey::new(b"k".as_slice()),
         ),
-    );
+    )
+    .build();
     let caller = SigDigest::from_stored("0x5ig-digest-of-the-user");
     let rows = stores.database().collection::<Document>("idenfysessions");
     let parents = stores.database().collection::<Document>("sessions");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 use idenfy_client::{ClientConfig, IdenfyClient, RetryPolicy};
 use idenfy_core::{
-    Environment, Flow, ParentStatus, ParentStore, RowStore, Sessions, Settings, SystemClock,
+    Environment, Flow, ParentStatus, ParentStore, Ports, RowStore, Sessions, Settings, SystemClock,
     WebhookKey, creation::CreateRequest, resolver::Outcome,
 };
 use idenfy_sim::{Fault, Sim, SimConfig};
@@ -47,15 +47,18 @@ async fn a_lost_token_answer_is_recorded_backs_off_and_is_bounded() {
     settings.unknown_outcome_backoff = Duration::from_millis(300);
     settings.max_unknown_mint_outcomes = 2;
     settings.pending_retry_after = Duration::from_millis(50);
-    let sessions = Sessions::new(
-        stores.rows(),
-        stores.parents(),
-        stores.intents(),
-        idenfy_core::memory::MemoryLock::new(SystemClock),
-        client,
-        SystemClock,
+    let sessions = Sessions::builder(
+        Ports {
+            rows: stores.rows().clone(),
+            parents: stores.parents().clone(),
+            intents: stores.intents().clone(),
+            lock: idenfy_core::memory::MemoryLock::new(SystemClock),
+            idenfy: client,
+            clock: SystemClock,
+        },
         settings,
-    );
+    )
+    .build();
     let owner = idenfy_core::SigDigest::parse("sig-of-the-lost-answer").expect("sig");
     let created = sessions
         .create_session(CreateRequest {

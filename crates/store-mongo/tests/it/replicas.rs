@@ -8,8 +8,8 @@ use std::{collections::BTreeSet, sync::Arc, time::Duration};
 use dev_services::{ValkeyControl, unique_name, urls_for_test};
 use idenfy_client::{ClientConfig, IdenfyClient};
 use idenfy_core::{
-    Environment, Flow, Sessions, Settings, SigDigest, SystemClock, VerificationStatus, WebhookKey,
-    creation::CreateRequest,
+    Environment, Flow, Ports, Sessions, Settings, SigDigest, SystemClock, VerificationStatus,
+    WebhookKey, creation::CreateRequest,
 };
 use idenfy_sim::{Endpoint, Sim, SimConfig, SimHandle};
 use lock_valkey::{ValkeyLock, ValkeyOptions};
@@ -18,12 +18,7 @@ use store_mongo::{MongoIntentStore, MongoParentStore, MongoRowStore, MongoStores
 use crate::support::options;
 
 type Replica = Sessions<
-    MongoRowStore,
-    MongoParentStore,
-    MongoIntentStore,
-    ValkeyLock,
-    IdenfyClient,
-    SystemClock,
+    Ports<MongoRowStore, MongoParentStore, MongoIntentStore, ValkeyLock, IdenfyClient, SystemClock>,
 >;
 
 const REPLICAS: usize = 4;
@@ -71,15 +66,20 @@ async fn cluster(mongodb_uri: &str, valkey_url: &str) -> Cluster {
         );
         settings.poll_interval = Duration::from_millis(200);
         settings.pending_retry_after = Duration::from_millis(50);
-        replicas.push(Arc::new(Sessions::new(
-            store.rows(),
-            store.parents(),
-            store.intents(),
-            lock,
-            client,
-            SystemClock,
-            settings,
-        )));
+        replicas.push(Arc::new(
+            Sessions::builder(
+                Ports {
+                    rows: store.rows().clone(),
+                    parents: store.parents().clone(),
+                    intents: store.intents().clone(),
+                    lock,
+                    idenfy: client,
+                    clock: SystemClock,
+                },
+                settings,
+            )
+            .build(),
+        ));
         stores.push(store);
     }
     Cluster {

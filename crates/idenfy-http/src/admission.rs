@@ -37,7 +37,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::{Quiet, error::ApiError};
+use crate::{Quiet, error::ApiError};
 
 /// Requests in flight per replica and class before new ones are shed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

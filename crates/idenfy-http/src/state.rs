@@ -3,58 +3,11 @@
 
 use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 
-use idenfy_client::Secret;
-use idenfy_core::{
-    Clock, Environment, IdenfyApi, IntentStore, ParentStore, RecreateLock, RowStore, Sessions,
-};
+use idenfy_core::{Backend, Environment, Sessions};
 use metrics_exporter_prometheus::PrometheusHandle;
+use secrecy::SecretString;
 
-use crate::http::admission::{Admission, AdmissionLimits};
-
-/// One environment's [`Sessions`], whatever its six port types are. The router is generic
-/// over this trait, so `serve` (MongoDB, Valkey, iDenfy), `dev` and the tests (in memory,
-/// idenfy-sim) share every line of HTTP code.
-pub trait Service: Send + Sync + 'static {
-    /// The store of the environment's iDenfy rows.
-    type Rows: RowStore;
-    /// The store of the environment's parent sessions (both flows).
-    type Parents: ParentStore;
-    /// The store of the environment's creation intents.
-    type Intents: IntentStore;
-    /// The per-row recreate lock.
-    type Lock: RecreateLock;
-    /// The iDenfy API of the environment.
-    type Idenfy: IdenfyApi;
-    /// The time source.
-    type Clock: Clock;
-
-    /// The environment's session service, which the handlers call.
-    #[allow(clippy::type_complexity)]
-    fn sessions(
-        &self,
-    ) -> &Sessions<Self::Rows, Self::Parents, Self::Intents, Self::Lock, Self::Idenfy, Self::Clock>;
-}
-
-impl<R, P, I, L, A, C> Service for Sessions<R, P, I, L, A, C>
-where
-    R: RowStore,
-    P: ParentStore,
-    I: IntentStore,
-    L: RecreateLock,
-    A: IdenfyApi,
-    C: Clock,
-{
-    type Rows = R;
-    type Parents = P;
-    type Intents = I;
-    type Lock = L;
-    type Idenfy = A;
-    type Clock = C;
-
-    fn sessions(&self) -> &Self {
-        self
-    }
-}
+use crate::admission::{Admission, AdmissionLimits};
 
 /// What `/readyz` reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,14 +62,14 @@ impl Default for Timeouts {
 }
 
 /// Everything the router needs. Held in an `Arc` by axum.
-pub struct AppState<S> {
+pub struct AppState<B> {
     /// The live environment's service: the user routes and the webhook outside `/sandbox`,
     /// and the internal routes (which create live sessions only).
-    pub live: Arc<S>,
+    pub live: Arc<Sessions<B>>,
     /// `None` when the sandbox credentials are not configured: sandbox routes answer 404.
-    pub sandbox: Option<Arc<S>>,
+    pub sandbox: Option<Arc<Sessions<B>>>,
     /// `Authorization: Bearer` of the internal routes; `None` refuses every call.
-    pub internal_token: Option<Secret>,
+    pub internal_token: Option<SecretString>,
     /// Checks the backing services for `/readyz`.
     pub health: Arc<dyn HealthProbe>,
     /// Renders the Prometheus registry for `/metrics`.
@@ -127,12 +80,12 @@ pub struct AppState<S> {
     pub admission: Arc<Admission>,
 }
 
-impl<S> AppState<S> {
+impl<B: Backend> AppState<B> {
     /// The state of a service with the live environment only: no sandbox (its routes answer
     /// 404), no internal token (the internal routes refuse every call), always ready
     /// ([`AlwaysUp`]), default [`Timeouts`] and default [`AdmissionLimits`]. The `with_*`
     /// methods change each of these.
-    pub fn new(live: Arc<S>, metrics: PrometheusHandle) -> Self {
+    pub fn new(live: Arc<Sessions<B>>, metrics: PrometheusHandle) -> Self {
         Self {
             live,
             sandbox: None,
@@ -157,15 +110,15 @@ impl<S> AppState<S> {
     }
 
     /// Serves the sandbox environment, the routes under `/sandbox`, with `sandbox`.
-    pub fn with_sandbox(mut self, sandbox: Arc<S>) -> Self {
+    pub fn with_sandbox(mut self, sandbox: Arc<Sessions<B>>) -> Self {
         self.sandbox = Some(sandbox);
         self
     }
 
     /// Accepts `Authorization: Bearer <token>` on the internal routes (an empty `token`
     /// still refuses every call).
-    pub fn with_internal_token(mut self, token: Secret) -> Self {
-        self.internal_token = Some(token);
+    pub fn with_internal_token(mut self, token: impl Into<SecretString>) -> Self {
+        self.internal_token = Some(token.into());
         self
     }
 
@@ -176,7 +129,7 @@ impl<S> AppState<S> {
     }
 
     /// The service of `environment`, if configured.
-    pub fn environment(&self, environment: Environment) -> Option<&Arc<S>> {
+    pub fn environment(&self, environment: Environment) -> Option<&Arc<Sessions<B>>> {
         match environment {
             Environment::Live => Some(&self.live),
             Environment::Sandbox => self.sandbox.as_ref(),
@@ -184,7 +137,7 @@ impl<S> AppState<S> {
     }
 }
 
-impl<S> fmt::Debug for AppState<S> {
+impl<B> fmt::Debug for AppState<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AppState")
             .field("sandbox", &self.sandbox.is_some())

@@ -4,11 +4,11 @@ use axum::{
     extract::FromRequestParts,
     http::{HeaderMap, header, request::Parts},
 };
-use idenfy_client::Secret;
 use idenfy_core::SigDigest;
+use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
-use super::error::ApiError;
+use crate::error::ApiError;
 
 /// The identity header of every user route.
 pub const IDENTITY_HEADER: &str = "x-holo-user-id";
@@ -43,9 +43,15 @@ fn caller(headers: &HeaderMap) -> Option<SigDigest> {
 
 /// Checks `Authorization: Bearer <token>` against the configured internal service token, in
 /// constant time. No token configured → every call is refused (fails closed).
-pub fn check_service_token(headers: &HeaderMap, expected: Option<&Secret>) -> Result<(), ApiError> {
+pub fn check_service_token(
+    headers: &HeaderMap,
+    expected: Option<&SecretString>,
+) -> Result<(), ApiError> {
     let refused = || ApiError::unauthorized("Missing or invalid service token");
-    let expected = expected.filter(|s| !s.is_empty()).ok_or_else(refused)?;
+    let expected = expected
+        .map(ExposeSecret::expose_secret)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(refused)?;
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let value = values.next().ok_or_else(refused)?;
     if values.next().is_some() {
@@ -59,8 +65,8 @@ pub fn check_service_token(headers: &HeaderMap, expected: Option<&Secret>) -> Re
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
         .ok_or_else(refused)?;
-    let same = given.len() == expected.expose().len()
-        && bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes()));
+    let same =
+        given.len() == expected.len() && bool::from(given.as_bytes().ct_eq(expected.as_bytes()));
     if same { Ok(()) } else { Err(refused()) }
 }
 
@@ -86,7 +92,7 @@ mod tests {
 
     #[test]
     fn service_token_is_compared_exactly() {
-        let token = Secret::new("t".repeat(32));
+        let token = SecretString::from("t".repeat(32));
         let mut headers = HeaderMap::new();
         assert!(check_service_token(&headers, Some(&token)).is_err());
         headers.insert(
@@ -95,12 +101,12 @@ mod tests {
         );
         assert!(check_service_token(&headers, Some(&token)).is_ok());
         assert!(check_service_token(&headers, None).is_err());
-        assert!(check_service_token(&headers, Some(&Secret::new("t".repeat(31)))).is_err());
+        assert!(check_service_token(&headers, Some(&SecretString::from("t".repeat(31)))).is_err());
     }
 
     #[test]
     fn the_scheme_is_case_insensitive_and_the_token_is_not() {
-        let token = Secret::new("t".repeat(32));
+        let token = SecretString::from("t".repeat(32));
         let with = |value: String| {
             let mut headers = HeaderMap::new();
             headers.insert(

@@ -23,7 +23,7 @@ use utoipa::{
     },
 };
 
-use crate::http::routes;
+use crate::routes;
 
 /// Name of the internal routes' security scheme.
 pub const SERVICE_TOKEN: &str = "serviceToken";
@@ -253,15 +253,13 @@ fn add_request_id(operation: &mut Operation) {
     }
 }
 
-/// `GET /docs` of `idenfy-app dev`: an API browser over `/openapi.json`. The page is served
+/// `GET /docs` (mounted by [`crate::dev_router`]): an API browser over `/openapi.json`. The page is served
 /// from here, the browser UI (Scalar) comes from a CDN: the browser must reach
 /// cdn.jsdelivr.net. `serve` never mounts it.
-#[cfg(feature = "dev")]
 pub async fn docs_page() -> axum::response::Html<&'static str> {
     axum::response::Html(DOCS_PAGE)
 }
 
-#[cfg(feature = "dev")]
 const DOCS_PAGE: &str = r#"<!doctype html>
 <html lang="en">
   <head>

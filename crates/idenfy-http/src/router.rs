@@ -1,11 +1,6 @@
 //! The router: the routes of README.md's HTTP API (user routes also under `/sandbox`) and the
 //! middleware every request passes (request id, tracing, timeouts, panics, latency metric).
 
-pub mod admission;
-pub mod error;
-pub mod identity;
-pub mod routes;
-
 use std::{any::Any, sync::Arc, time::Duration};
 
 use axum::{
@@ -26,9 +21,14 @@ use tower_http::{
 };
 use tracing::Level;
 
-use crate::state::{AppState, Service};
-use admission::{Admission, Class};
-use error::ApiError;
+use idenfy_core::Backend;
+
+use crate::{
+    admission::{self, Admission, Class},
+    error::ApiError,
+    routes,
+    state::AppState,
+};
 
 /// Largest webhook body (id-server: 1 MB raw).
 pub const WEBHOOK_BODY_LIMIT: usize = 1 << 20;
@@ -57,18 +57,18 @@ async fn refuse_declared_oversize(
 }
 
 /// The routes that exist once per environment.
-fn environment_routes<S: Service>(
+fn environment_routes<B: Backend>(
     environment: Environment,
     webhook_timeout: Duration,
     admission: &Arc<Admission>,
-) -> Router<Arc<AppState<S>>> {
+) -> Router<Arc<AppState<B>>> {
     let polls = Router::new()
         .route(
             "/idenfy-sessions/{id}/status",
-            get(routes::session_status::<S>),
+            get(routes::session_status::<B>),
         )
-        .route("/session-status/v2", get(routes::status_v2::<S>))
-        .route("/idenfy-sessions", get(routes::list::<S>))
+        .route("/session-status/v2", get(routes::status_v2::<B>))
+        .route("/idenfy-sessions", get(routes::list::<B>))
         .route_layer(middleware::from_fn_with_state(
             (Arc::clone(admission), Class::Poll),
             admission::admit,
@@ -77,7 +77,7 @@ fn environment_routes<S: Service>(
         .merge(polls)
         .route(
             "/idenfy/webhook",
-            post(routes::webhook::<S>)
+            post(routes::webhook::<B>)
                 .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT))
                 .layer(middleware::from_fn_with_state(
                     WEBHOOK_BODY_LIMIT,
@@ -93,14 +93,13 @@ fn environment_routes<S: Service>(
 }
 
 /// The whole service, ready for `axum::serve` or `tower::ServiceExt::oneshot`.
-pub fn router<S: Service>(state: AppState<S>) -> Router {
+pub fn router<B: Backend>(state: AppState<B>) -> Router {
     build(state, Router::new())
 }
 
 /// [`router`] plus `GET /docs`, a page that browses `/openapi.json` (with a UI its browser
 /// loads from a CDN): `idenfy-app dev` only, never `serve`.
-#[cfg(feature = "dev")]
-pub fn dev_router<S: Service>(state: AppState<S>) -> Router {
+pub fn dev_router<B: Backend>(state: AppState<B>) -> Router {
     build(
         state,
         Router::new().route("/docs", get(crate::openapi::docs_page)),
@@ -108,32 +107,32 @@ pub fn dev_router<S: Service>(state: AppState<S>) -> Router {
 }
 
 /// The service with `extra` routes, which pass the same middleware as the others.
-fn build<S: Service>(state: AppState<S>, extra: Router<Arc<AppState<S>>>) -> Router {
+fn build<B: Backend>(state: AppState<B>, extra: Router<Arc<AppState<B>>>) -> Router {
     let timeouts = state.timeouts;
     let admission = Arc::clone(&state.admission);
     let state = Arc::new(state);
     let internal = Router::new()
-        .route("/internal/sessions", post(routes::create::<S>))
-        .route("/internal/sessions/{id}/idenfy", post(routes::ensure::<S>))
+        .route("/internal/sessions", post(routes::create::<B>))
+        .route("/internal/sessions/{id}/idenfy", post(routes::ensure::<B>))
         .route_layer(middleware::from_fn_with_state(
             (Arc::clone(&admission), Class::Priority),
             admission::admit,
         ));
     Router::new()
-        .merge(environment_routes::<S>(
+        .merge(environment_routes::<B>(
             Environment::Live,
             timeouts.webhook,
             &admission,
         ))
         .nest(
             "/sandbox",
-            environment_routes::<S>(Environment::Sandbox, timeouts.webhook, &admission),
+            environment_routes::<B>(Environment::Sandbox, timeouts.webhook, &admission),
         )
         .merge(internal)
         .merge(extra)
         .route("/healthz", get(routes::healthz))
-        .route("/readyz", get(routes::readyz::<S>))
-        .route("/metrics", get(routes::metrics::<S>))
+        .route("/readyz", get(routes::readyz::<B>))
+        .route("/metrics", get(routes::metrics::<B>))
         .route("/openapi.json", get(routes::openapi))
         .method_not_allowed_fallback(routes::method_not_allowed)
         .fallback(routes::not_found)
@@ -279,7 +278,7 @@ pub fn with_cors(router: Router, allowed_origins: &[String]) -> Router {
         .allow_origin(tower_http::cors::AllowOrigin::list(origins))
         .allow_methods([Method::GET])
         .allow_headers([
-            HeaderName::from_static(identity::IDENTITY_HEADER),
+            HeaderName::from_static(crate::identity::IDENTITY_HEADER),
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             request_id.clone(),

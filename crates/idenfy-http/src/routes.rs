@@ -12,7 +12,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use idenfy_core::{
-    Environment, Flow, Interest, ListedSession, SessionView, SigDigest, StatusV2,
+    Backend, Environment, Flow, Interest, ListedSession, SessionView, Sessions, SigDigest,
+    StatusV2,
     creation::{CreateRequest, Created},
     resolver::ResolveError,
     webhook::{WebhookAck, WebhookRequest},
@@ -20,18 +21,21 @@ use idenfy_core::{
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use super::{
+use crate::state::AppState;
+use crate::{
     Quiet,
     admission::Admitted,
     error::{ApiError, ApiJson, ErrorBody, RawBody, WebhookFailure},
     identity::{Caller, check_service_token},
 };
-use crate::state::{AppState, Service};
 
-type AppStateRef<S> = State<Arc<AppState<S>>>;
+type AppStateRef<B> = State<Arc<AppState<B>>>;
 
 /// The service of the route's environment, or 404 when the sandbox is not configured.
-fn service<S>(state: &AppState<S>, environment: Environment) -> Result<&Arc<S>, ApiError> {
+fn service<B: Backend>(
+    state: &AppState<B>,
+    environment: Environment,
+) -> Result<&Arc<Sessions<B>>, ApiError> {
     state
         .environment(environment)
         .ok_or_else(|| ApiError::not_found("Sandbox environment is not configured"))
@@ -124,8 +128,8 @@ where
             headers(("Retry-After" = u32, description = "Seconds to wait; sent when the request was shed"))),
     )
 )]
-pub async fn session_status<S: Service>(
-    State(state): AppStateRef<S>,
+pub async fn session_status<B: Backend>(
+    State(state): AppStateRef<B>,
     Extension(environment): Extension<Environment>,
     Extension(admitted): Extension<Admitted>,
     Caller(caller): Caller,
@@ -137,7 +141,7 @@ pub async fn session_status<S: Service>(
     };
     let interest = Interest::new();
     let resolution = while_wanted(admitted, interest.clone(), async move {
-        Ok(svc.sessions().resolve_with(&id, &caller, &interest).await?)
+        Ok(svc.resolve_with(&id, &caller, &interest).await?)
     })
     .await?;
     Ok(Json(resolution.view))
@@ -167,8 +171,8 @@ pub async fn session_status<S: Service>(
             headers(("Retry-After" = u32, description = "Seconds to wait; sent when the request was shed"))),
     )
 )]
-pub async fn status_v2<S: Service>(
-    State(state): AppStateRef<S>,
+pub async fn status_v2<B: Backend>(
+    State(state): AppStateRef<B>,
     Extension(environment): Extension<Environment>,
     Extension(admitted): Extension<Admitted>,
     Caller(caller): Caller,
@@ -182,11 +186,7 @@ pub async fn status_v2<S: Service>(
         .ok_or_else(|| ApiError::bad_request("Missing sid"))?;
     let interest = Interest::new();
     while_wanted(admitted, interest.clone(), async move {
-        match svc
-            .sessions()
-            .status_v2_with(&sid, &caller, &interest)
-            .await
-        {
+        match svc.status_v2_with(&sid, &caller, &interest).await {
             Ok(status) => Ok(Json(status)),
             Err(ResolveError::NotFound) => Err(ApiError::not_found("Session not found")),
             Err(other) => Err(other.into()),
@@ -223,14 +223,13 @@ pub struct SessionList {
             headers(("Retry-After" = u32, description = "Seconds to wait; sent when the request was shed"))),
     )
 )]
-pub async fn list<S: Service>(
-    State(state): AppStateRef<S>,
+pub async fn list<B: Backend>(
+    State(state): AppStateRef<B>,
     Extension(environment): Extension<Environment>,
     Caller(caller): Caller,
 ) -> Result<Response, ApiError> {
     let svc = service(&state, environment)?;
     let sessions = svc
-        .sessions()
         .list(&caller)
         .await
         .map_err(|e| ApiError::store("listing sessions", &e))?;
@@ -266,8 +265,8 @@ pub async fn list<S: Service>(
             headers(("Retry-After" = u32, description = "Seconds to wait; sent when the request was shed"))),
     )
 )]
-pub async fn webhook<S: Service>(
-    State(state): AppStateRef<S>,
+pub async fn webhook<B: Backend>(
+    State(state): AppStateRef<B>,
     Extension(environment): Extension<Environment>,
     Extension(admitted): Extension<Admitted>,
     headers: HeaderMap,
@@ -287,7 +286,7 @@ pub async fn webhook<S: Service>(
             event_type: event_type.as_deref(),
             body: &body,
         };
-        Ok(Json(svc.sessions().handle_webhook(request).await?))
+        Ok(Json(svc.handle_webhook(request).await?))
     })
     .await
 }
@@ -296,12 +295,12 @@ pub async fn webhook<S: Service>(
 #[derive(Debug)]
 pub struct ServiceAuth;
 
-impl<S: Send + Sync + 'static> FromRequestParts<Arc<AppState<S>>> for ServiceAuth {
+impl<B: Backend> FromRequestParts<Arc<AppState<B>>> for ServiceAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &Arc<AppState<S>>,
+        state: &Arc<AppState<B>>,
     ) -> Result<Self, Self::Rejection> {
         check_service_token(&parts.headers, state.internal_token.as_ref()).map(|()| ServiceAuth)
     }
@@ -373,8 +372,8 @@ fn created(created: Created) -> Response {
             headers(("Retry-After" = u32, description = "Seconds to wait; absent on storage failures and timeouts"))),
     )
 )]
-pub async fn create<S: Service>(
-    State(state): AppStateRef<S>,
+pub async fn create<B: Backend>(
+    State(state): AppStateRef<B>,
     Extension(admitted): Extension<Admitted>,
     _auth: ServiceAuth,
     headers: HeaderMap,
@@ -402,7 +401,7 @@ pub async fn create<S: Service>(
     };
     let live = Arc::clone(&state.live);
     to_completion(admitted, async move {
-        Ok(created(live.sessions().create_session(request).await?))
+        Ok(created(live.create_session(request).await?))
     })
     .await
 }
@@ -452,8 +451,8 @@ pub struct EnsureBody {
             headers(("Retry-After" = u32, description = "Seconds to wait; absent on storage failures and timeouts"))),
     )
 )]
-pub async fn ensure<S: Service>(
-    State(state): AppStateRef<S>,
+pub async fn ensure<B: Backend>(
+    State(state): AppStateRef<B>,
     Extension(admitted): Extension<Admitted>,
     _auth: ServiceAuth,
     id: Result<Path<String>, PathRejection>,
@@ -475,9 +474,7 @@ pub async fn ensure<S: Service>(
     };
     let live = Arc::clone(&state.live);
     to_completion(admitted, async move {
-        Ok(created(
-            live.sessions().ensure_idenfy_session(&id, owner).await?,
-        ))
+        Ok(created(live.ensure_idenfy_session(&id, owner).await?))
     })
     .await
 }
@@ -567,7 +564,7 @@ pub enum ValkeyState {
         (status = 503, description = "Not ready: MongoDB does not answer", body = Readiness),
     )
 )]
-pub async fn readyz<S: Service>(State(state): AppStateRef<S>) -> Response {
+pub async fn readyz<B: Backend>(State(state): AppStateRef<B>) -> Response {
     let health = state.health.check().await;
     let valkey = if health.valkey {
         ValkeyState::Up
@@ -608,7 +605,7 @@ pub async fn readyz<S: Service>(State(state): AppStateRef<S>) -> Response {
     description = "The Prometheus text exposition format (version 0.0.4). Never shed by admission control.",
     responses((status = 200, description = "The metrics", body = String, content_type = "text/plain"))
 )]
-pub async fn metrics<S: Service>(State(state): AppStateRef<S>) -> Response {
+pub async fn metrics<B: Backend>(State(state): AppStateRef<B>) -> Response {
     crate::metrics::collect_process();
     (
         Extension(Quiet),
