@@ -101,3 +101,47 @@ fn no_todo_in_sources() {
         offenders.join("\n  ")
     );
 }
+
+/// The lines of `manifest`'s `[dependencies]` table (up to the next table).
+fn normal_dependencies(manifest: &str) -> Vec<&str> {
+    manifest
+        .lines()
+        .skip_while(|line| line.trim() != "[dependencies]")
+        .skip(1)
+        .take_while(|line| !line.trim_start().starts_with('['))
+        .collect()
+}
+
+#[test]
+fn library_crates_never_depend_on_the_simulator() {
+    // A team that depends on the libraries must not compile idenfy-sim; only idenfy-app's
+    // optional `dev` feature, tests, xtask and the examples use it.
+    for krate in [
+        "idenfy-core",
+        "idenfy-client",
+        "idenfy-http",
+        "store-mongo",
+        "lock-valkey",
+    ] {
+        let path = workspace_root()
+            .join("crates")
+            .join(krate)
+            .join("Cargo.toml");
+        let manifest = read(&path);
+        let dependencies = normal_dependencies(&manifest);
+        assert!(
+            !dependencies.is_empty(),
+            "{} has no [dependencies] table to check",
+            relative(&path)
+        );
+        let sim: Vec<&&str> = dependencies
+            .iter()
+            .filter(|line| line.contains("idenfy-sim"))
+            .collect();
+        assert!(
+            sim.is_empty(),
+            "{} depends on idenfy-sim: {sim:?}",
+            relative(&path)
+        );
+    }
+}
