@@ -328,12 +328,8 @@ where
     }
 }
 
-/// The in-memory sessions of `memory_sessions` (1 ms poll interval), with `rows` as their
-/// row store: a store that fails, stalls or counts.
-pub fn sessions_with_rows<R: idenfy_core::RowStore>(
-    sim: &SimHandle,
-    rows: R,
-) -> idenfy_core::Sessions<
+/// The sessions of `memory_sessions` with a row store of the test's own.
+pub type RowsSessions<R> = idenfy_core::Sessions<
     idenfy_core::Ports<
         R,
         idenfy_core::memory::MemoryParentStore,
@@ -342,7 +338,11 @@ pub fn sessions_with_rows<R: idenfy_core::RowStore>(
         idenfy_client::IdenfyClient,
         idenfy_core::SystemClock,
     >,
-> {
+>;
+
+/// The in-memory sessions of `memory_sessions` (1 ms poll interval), with `rows` as their
+/// row store: a store that fails, stalls or counts.
+pub fn sessions_with_rows<R: idenfy_core::RowStore>(sim: &SimHandle, rows: R) -> RowsSessions<R> {
     sessions_with_rows_in(sim, Environment::Live, rows)
 }
 
@@ -351,16 +351,7 @@ pub fn sessions_with_rows_in<R: idenfy_core::RowStore>(
     sim: &SimHandle,
     environment: Environment,
     rows: R,
-) -> idenfy_core::Sessions<
-    idenfy_core::Ports<
-        R,
-        idenfy_core::memory::MemoryParentStore,
-        idenfy_core::memory::MemoryIntentStore,
-        idenfy_core::memory::MemoryLock,
-        idenfy_client::IdenfyClient,
-        idenfy_core::SystemClock,
-    >,
-> {
+) -> RowsSessions<R> {
     let template = memory_sessions(sim, environment, Duration::from_millis(1)).expect("sessions");
     idenfy_core::Sessions::builder(
         idenfy_core::Ports {

@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use idenfy_core::{Ports, RowStatus, Sessions, resolver::Outcome};
+use idenfy_core::{RowStatus, Sessions, resolver::Outcome};
 
 use crate::support::{Harness, Seed, owner};
 
@@ -16,20 +16,7 @@ async fn durations_too_long_to_add_to_a_date_do_not_panic_a_poll() {
     settings.persist_retry = Duration::MAX;
     settings.unknown_outcome_backoff = Duration::MAX;
     settings.reuse_window = Duration::MAX;
-    let sessions = Arc::new(
-        Sessions::builder(
-            Ports {
-                rows: h.rows.clone(),
-                parents: h.parents.clone(),
-                intents: h.intents.clone(),
-                lock: h.lock.clone(),
-                idenfy: h.idenfy.clone(),
-                clock: h.clock.clone(),
-            },
-            settings,
-        )
-        .build(),
-    );
+    let sessions = Arc::new(Sessions::builder(h.ports(), settings).build());
 
     let expired = h.seed(Seed::expired()).await;
     let r = sessions

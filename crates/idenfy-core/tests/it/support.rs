@@ -15,16 +15,17 @@ use idenfy_core::{
     webhook::{WebhookAck, WebhookError, WebhookRequest, sign},
 };
 
-pub type TestSessions = Sessions<
-    Ports<
-        MemoryRowStore,
-        MemoryParentStore,
-        MemoryIntentStore,
-        MemoryLock,
-        ScriptedIdenfy,
-        ManualClock,
-    >,
+/// The adapters of the harness.
+pub type TestPorts = Ports<
+    MemoryRowStore,
+    MemoryParentStore,
+    MemoryIntentStore,
+    MemoryLock,
+    ScriptedIdenfy,
+    ManualClock,
 >;
+
+pub type TestSessions = Sessions<TestPorts>;
 
 pub const SIG: &str = "sig-digest-of-the-owner";
 pub const SIGNING_KEY: &[u8] = b"test-webhook-signing-key";
@@ -130,20 +131,19 @@ impl Harness {
     /// Another replica: a fresh service (its own in-process state) over the same stores,
     /// lock, iDenfy and clock.
     pub fn replica(&self) -> Arc<TestSessions> {
-        Arc::new(
-            Sessions::builder(
-                Ports {
-                    rows: self.rows.clone(),
-                    parents: self.parents.clone(),
-                    intents: self.intents.clone(),
-                    lock: self.lock.clone(),
-                    idenfy: self.idenfy.clone(),
-                    clock: self.clock.clone(),
-                },
-                self.sessions.settings().clone(),
-            )
-            .build(),
-        )
+        Arc::new(Sessions::builder(self.ports(), self.sessions.settings().clone()).build())
+    }
+
+    /// The harness's adapters (clones share their state), for a service of other settings.
+    pub fn ports(&self) -> TestPorts {
+        Ports {
+            rows: self.rows.clone(),
+            parents: self.parents.clone(),
+            intents: self.intents.clone(),
+            lock: self.lock.clone(),
+            idenfy: self.idenfy.clone(),
+            clock: self.clock.clone(),
+        }
     }
 
     /// Stores a parent and its row as `seed` describes; returns the row.
