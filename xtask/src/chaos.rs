@@ -1,6 +1,8 @@
 //! `cargo xtask chaos [--quick]`: fault-injection runs on the real stack (the store, Valkey,
-//! idenfy-sim, three `idenfy-app` processes). Each scenario prints PASS or FAIL with its
-//! figures; any FAIL makes the command fail.
+//! idenfy-sim, three `idenfy-app` processes), in the [`harness`](crate::harness) the bench
+//! runs in too. Each scenario prints PASS or FAIL; every check is a rule, so any FAIL makes
+//! the command fail. The figures go to a markdown report, on stdout and in
+//! `target/bench/chaos.md` (`chaos-quick.md` for `--quick`).
 //!
 //! Scenarios: webhook storms, iDenfy token-call faults and the recreation cap, Valkey killed
 //! during a herd, Valkey restarted, the store stopped during polling, an app SIGKILLed
@@ -12,33 +14,114 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use dev_services::{Backend, MongoServer};
 use futures::StreamExt;
 use idenfy_sim::{Endpoint, Fault};
 use rand::seq::SliceRandom;
 
-use crate::bench::{decision_body, herd};
+use crate::harness::{Figures, Suite};
+use crate::herd::{HerdOutcome, herd};
 use crate::load;
-use crate::stack::{self, AppSettings, Created, Polled, Server, Services, Stack, doc_int};
+use crate::stack::{AppSettings, Created, Polled, Server, Services, Stack, decision_body, doc_int};
 
-/// `cargo xtask chaos` options.
-#[derive(Debug, clap::Args)]
-pub(crate) struct Args {
-    /// Small sizes and a debug build (what `cargo xtask ci` runs).
-    #[arg(long)]
-    pub(crate) quick: bool,
-    /// Where the servers come from: auto, external, docker or local (stopping servers needs
-    /// local).
-    #[arg(long, env = dev_services::BACKEND_VAR, default_value = "auto", value_parser = crate::parse_backend)]
-    pub(crate) backend: Backend,
-    /// The MongoDB-protocol server the apps use: mongo-java-server (atomic writes, the
-    /// default) or ferretdb (serialised writes), both started by the local backend.
-    #[arg(long, env = dev_services::MONGO_SERVER_VAR, default_value = "mongo-java-server", value_parser = crate::parse_mongo)]
-    pub(crate) mongo: MongoServer,
-    /// Run only the scenarios whose name contains one of these comma-separated texts
-    /// (case-insensitive), e.g. `--only valkey` or `--only storm,killed`.
-    #[arg(long)]
-    pub(crate) only: Option<String>,
+/// The chaos runs: their sizes.
+#[derive(Debug)]
+pub(crate) struct Chaos {
+    sizes: Sizes,
+}
+
+/// The chaos scenarios.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Scenario {
+    WebhookStorm,
+    TokenFaults,
+    RecreationCap,
+    ValkeyKilled,
+    ValkeyRestarted,
+    StoreStopped,
+    StorePaused,
+    StoreAway,
+    AnswerLost,
+    KilledMidMint,
+}
+
+impl Suite for Chaos {
+    const NAME: &'static str = "chaos";
+    const REPORT: &'static str = "chaos";
+    const FRESH_DATA: bool = false;
+    type Scenario = Scenario;
+    // Valkey is restarted right after it was killed; the SIGKILL comes last, as it kills a
+    // replica for good.
+    const SCENARIOS: &'static [(&'static str, Scenario)] = &[
+        ("webhook storm", Scenario::WebhookStorm),
+        ("iDenfy token faults", Scenario::TokenFaults),
+        ("recreation cap", Scenario::RecreationCap),
+        ("Valkey killed during a herd", Scenario::ValkeyKilled),
+        ("Valkey restarted", Scenario::ValkeyRestarted),
+        ("store stopped for 5 s", Scenario::StoreStopped),
+        ("store paused after a mint", Scenario::StorePaused),
+        ("store away past the persist retries", Scenario::StoreAway),
+        ("iDenfy answer lost", Scenario::AnswerLost),
+        (
+            "app SIGKILLed between mint and persist",
+            Scenario::KilledMidMint,
+        ),
+    ];
+
+    fn new(quick: bool) -> Chaos {
+        Chaos {
+            sizes: Sizes::new(quick),
+        }
+    }
+
+    fn settings(&self) -> AppSettings {
+        AppSettings {
+            replicas: 3,
+            release: !self.sizes.quick,
+            poll_interval: Duration::from_secs(2),
+            recreation_cap: CAP,
+            // Short, so that a lock left by the SIGKILLed app frees up soon; the MongoDB
+            // claim is the guard against double minting, not the lock.
+            lock_ttl: Duration::from_secs(3),
+            // Quick: the shortest the app accepts (a 10 s token call plus the default 15 s
+            // of persist retries), so that the SIGKILL scenario waits for the real claim
+            // expiry in under a minute. Full: the app's default.
+            claim_ttl: Duration::from_secs(if self.sizes.quick { 25 } else { 60 }),
+            backoff_base: Duration::from_secs(2),
+            unknown_mint_backoff: Duration::from_secs(3),
+        }
+    }
+
+    fn describe(&self, _settings: &AppSettings) -> String {
+        let s = &self.sizes;
+        format!(
+            "- webhook storm: {} rows x {DELIVERIES_PER_ROW} deliveries; token faults and lost \
+             answers: {} rows; Valkey killed: {} rows x {} pollers; store stopped: {} rows \
+             polled at {} req/s\n",
+            s.webhook_rows, s.fault_rows, s.herd_rows, s.herd_pollers, s.ferret_rows, s.ferret_rate
+        )
+    }
+
+    async fn run(
+        &mut self,
+        scenario: Scenario,
+        stack: &Stack,
+        services: &mut Services,
+        f: &mut Figures,
+    ) -> anyhow::Result<()> {
+        let sizes = &self.sizes;
+        match scenario {
+            Scenario::WebhookStorm => webhook_storm(stack, sizes, f).await,
+            Scenario::TokenFaults => token_faults(stack, sizes, f).await,
+            Scenario::RecreationCap => recreation_cap(stack, f).await,
+            Scenario::ValkeyKilled => valkey_killed(stack, services, sizes, f).await,
+            Scenario::ValkeyRestarted => valkey_restarted(stack, services, f).await,
+            Scenario::StoreStopped => store_stopped(stack, services, sizes, f).await,
+            Scenario::StorePaused => store_paused_after_a_mint(stack, services, sizes, f).await,
+            Scenario::StoreAway => store_away_past_the_retries(stack, services, f).await,
+            Scenario::AnswerLost => answer_lost(stack, sizes, f).await,
+            Scenario::KilledMidMint => killed_mid_mint(stack, f).await,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -83,191 +166,11 @@ const DELIVERIES_PER_ROW: usize = 10;
 /// The recreation cap the apps run with, small so that the cap is reached quickly.
 const CAP: u32 = 2;
 
-/// One scenario's verdict and figures.
-#[derive(Debug)]
-struct Verdict {
-    name: &'static str,
-    pass: bool,
-    figures: Vec<(String, String)>,
-    problems: Vec<String>,
-}
-
-impl Verdict {
-    fn new(name: &'static str) -> Verdict {
-        Verdict {
-            name,
-            pass: true,
-            figures: Vec::new(),
-            problems: Vec::new(),
-        }
-    }
-
-    fn figure(&mut self, name: &str, value: impl ToString) {
-        self.figures.push((name.to_owned(), value.to_string()));
-    }
-
-    /// Records a figure with its rule; a broken rule fails the scenario.
-    fn check(&mut self, name: &str, value: impl ToString, ok: bool, rule: &str) {
-        let value = value.to_string();
-        if !ok {
-            self.pass = false;
-            self.problems
-                .push(format!("{name} = {value} (must be {rule})"));
-        }
-        self.figures
-            .push((name.to_owned(), format!("{value} ({rule})")));
-    }
-
-    fn failed(name: &'static str, error: &anyhow::Error) -> Verdict {
-        let mut v = Verdict::new(name);
-        v.pass = false;
-        v.problems.push(format!("could not run: {error:#}"));
-        v
-    }
-
-    fn print(&self, took: Duration) {
-        let word = if self.pass { "PASS" } else { "FAIL" };
-        println!("{word} {} ({:.1}s)", self.name, took.as_secs_f64());
-        for (name, value) in &self.figures {
-            println!("     {name}: {value}");
-        }
-        for problem in &self.problems {
-            println!("     FAILED: {problem}");
-        }
-    }
-}
-
-pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let sizes = Sizes::new(args.quick);
-    let settings = AppSettings {
-        replicas: 3,
-        release: !args.quick,
-        poll_interval: Duration::from_secs(2),
-        recreation_cap: CAP,
-        // Short, so that a lock left by the SIGKILLed app frees up soon; the MongoDB claim
-        // is the guard against double minting, not the lock.
-        lock_ttl: Duration::from_secs(3),
-        // Quick: the shortest the app accepts (a 10 s token call plus the default 15 s of
-        // persist retries), so that the SIGKILL scenario waits for the real claim expiry in
-        // under a minute. Full: the app's default.
-        claim_ttl: Duration::from_secs(if args.quick { 25 } else { 60 }),
-        backoff_base: Duration::from_secs(2),
-        unknown_mint_backoff: Duration::from_secs(3),
-    };
-    let binary = stack::build_app(settings.release).await?;
-    let built = started.elapsed();
-    let mut services = Services::start("chaos", args.backend, args.mongo).await?;
-    println!("apps: {}", settings.describe());
-    let logs = stack::bench_dir().join("logs").join("chaos");
-    let run = async {
-        let stack = Stack::start(&binary, &services, settings, &logs).await?;
-        let verdicts = scenarios(&stack, &mut services, &sizes, args.only.as_deref()).await;
-        stack.shutdown().await;
-        anyhow::Ok(verdicts)
-    };
-    // On Ctrl-C the run is dropped (which kills the apps) and the servers are still stopped.
-    let result = tokio::select! {
-        result = run => result,
-        signal = crate::shell::interrupted() => Err(anyhow::anyhow!("interrupted by {signal}")),
-    };
-    let all_passed = result
-        .as_ref()
-        .is_ok_and(|verdicts| verdicts.iter().all(|v| v.pass));
-    services.stop(!all_passed).await?;
-    let verdicts = result?;
-    if verdicts.is_empty() {
-        bail!(
-            "no scenario matches --only {:?}",
-            args.only.unwrap_or_default()
-        );
-    }
-    println!("\n| scenario | result |\n|---|---|");
-    for v in &verdicts {
-        println!("| {} | {} |", v.name, if v.pass { "PASS" } else { "FAIL" });
-    }
-    println!(
-        "chaos finished in {:.1}s (build {:.1}s)",
-        started.elapsed().as_secs_f64(),
-        built.as_secs_f64()
-    );
-    if !all_passed {
-        println!("app logs kept in {}", logs.display());
-        let failed: Vec<String> = verdicts
-            .iter()
-            .filter(|v| !v.pass)
-            .map(|v| format!("{}: {}", v.name, v.problems.join("; ")))
-            .collect();
-        bail!("chaos scenarios failed:\n  {}", failed.join("\n  "));
-    }
-    Ok(())
-}
-
-async fn scenarios(
-    stack: &Stack,
-    services: &mut Services,
-    sizes: &Sizes,
-    only: Option<&str>,
-) -> Vec<Verdict> {
-    let mut verdicts = Vec::new();
-    let only = only.map(str::to_lowercase);
-    macro_rules! scenario {
-        ($name:literal, $body:expr) => {{
-            if only.as_deref().is_none_or(|only| {
-                only.split(',')
-                    .any(|part| $name.to_lowercase().contains(part.trim()))
-            }) {
-                scenario!(@run $name, $body);
-            }
-        }};
-        (@run $name:literal, $body:expr) => {{
-            println!("\n==> {}", $name);
-            let t = Instant::now();
-            let verdict = match $body.await {
-                Ok(v) => v,
-                Err(error) => Verdict::failed($name, &error),
-            };
-            verdict.print(t.elapsed());
-            verdicts.push(verdict);
-            // Whatever a scenario injected must not leak into the next one.
-            stack.sim.set_latency(Endpoint::Token, Duration::ZERO);
-        }};
-    }
-    scenario!("webhook storm", webhook_storm(stack, sizes));
-    scenario!("iDenfy token faults", token_faults(stack, sizes));
-    scenario!("recreation cap", recreation_cap(stack));
-    scenario!(
-        "Valkey killed during a herd",
-        valkey_killed(stack, services, sizes)
-    );
-    scenario!("Valkey restarted", valkey_restarted(stack, services));
-    scenario!(
-        "store stopped for 5 s",
-        store_stopped(stack, services, sizes)
-    );
-    scenario!(
-        "store paused after a mint",
-        store_paused_after_a_mint(stack, services, sizes)
-    );
-    scenario!(
-        "store away past the persist retries",
-        store_away_past_the_retries(stack, services)
-    );
-    scenario!("iDenfy answer lost", answer_lost(stack, sizes));
-    // Last: it kills a replica for good.
-    scenario!(
-        "app SIGKILLed between mint and persist",
-        killed_mid_mint(stack)
-    );
-    verdicts
-}
-
 // ---------------------------------------------------------------------------------------
 
 /// Deliveries with duplicates and out-of-order AUTO/MANUAL events; the final state must be
 /// the MANUAL decision and, once final, never change.
-async fn webhook_storm(stack: &Stack, sizes: &Sizes) -> anyhow::Result<Verdict> {
-    let mut v = Verdict::new("webhook storm");
+async fn webhook_storm(stack: &Stack, sizes: &Sizes, f: &mut Figures) -> anyhow::Result<()> {
     let rows = stack.create_many("chaos-wh", sizes.webhook_rows, 8).await?;
     let decisions = ["APPROVED", "DENIED", "SUSPECTED"];
     let mut deliveries = Vec::new();
@@ -331,7 +234,7 @@ async fn webhook_storm(stack: &Stack, sizes: &Sizes) -> anyhow::Result<Verdict> 
     };
     let (statuses, (regressions, polls)) = tokio::join!(deliver, monitor);
     let not_ok = statuses.iter().filter(|&&s| s != 200).count();
-    let mut wrong = 0;
+    let mut wrong = Vec::new();
     for (k, row) in rows.iter().enumerate() {
         let target = decisions[k % 3];
         let expected_status = if target == "APPROVED" {
@@ -342,32 +245,29 @@ async fn webhook_storm(stack: &Stack, sizes: &Sizes) -> anyhow::Result<Verdict> 
         let p = stack.poll(0, row).await;
         if p.verification.as_deref() != Some(target) || p.status.as_deref() != Some(expected_status)
         {
-            wrong += 1;
-            if wrong <= 3 {
-                v.problems.push(format!(
-                    "row {} shows {:?}/{:?}, expected {expected_status}/{target}",
-                    row.row_id, p.status, p.verification
-                ));
-            }
+            wrong.push(format!(
+                "row {} shows {:?}/{:?}, expected {expected_status}/{target}",
+                row.row_id, p.status, p.verification
+            ));
         }
     }
-    v.figure("deliveries", total);
-    v.check("non-200 answers", not_ok, not_ok == 0, "0");
-    v.check("rows in the wrong final state", wrong, wrong == 0, "0");
-    v.check(
-        "final views that changed later",
-        regressions,
-        regressions == 0,
-        "0",
-    );
-    v.figure("monitor polls", polls);
-    Ok(v)
+    f.add("deliveries", total);
+    f.add("non-200 answers", not_ok).must(not_ok == 0, "0");
+    f.add("rows in the wrong final state", wrong.len())
+        .must(wrong.is_empty(), "0");
+    if !wrong.is_empty() {
+        let first: Vec<String> = wrong.into_iter().take(3).collect();
+        f.add("the first of them", first.join("; "));
+    }
+    f.add("final views that changed later", regressions)
+        .must(regressions == 0, "0");
+    f.add("monitor polls", polls);
+    Ok(())
 }
 
 /// Token calls answered 500, 402, token-limit and a timeout: pending views only, back-off
 /// respected, no EXPIRED, and exactly one persisted mint per row in the end.
-async fn token_faults(stack: &Stack, sizes: &Sizes) -> anyhow::Result<Verdict> {
-    let mut v = Verdict::new("iDenfy token faults");
+async fn token_faults(stack: &Stack, sizes: &Sizes, f: &mut Figures) -> anyhow::Result<()> {
     let rows = stack
         .create_many("chaos-faults", sizes.fault_rows, 4)
         .await?;
@@ -409,53 +309,39 @@ async fn token_faults(stack: &Stack, sizes: &Sizes) -> anyhow::Result<Verdict> {
     {
         bound += 1;
     }
-    v.figure("faults scripted", scripted);
-    v.figure("token calls", calls);
-    v.check(
-        "EXPIRED views",
-        outcome.expired_views,
-        outcome.expired_views == 0,
-        "0",
-    );
-    v.check(
-        "5xx or unanswered polls",
-        outcome.errors,
-        outcome.errors == 0,
-        "0",
-    );
-    v.check(
-        "max token calls for one row",
-        max_attempts,
+    f.add("faults scripted", scripted);
+    f.add("token calls", calls);
+    f.add("EXPIRED views", outcome.expired_views)
+        .must(outcome.expired_views == 0, "0");
+    f.add("5xx or unanswered polls", outcome.errors)
+        .must(outcome.errors == 0, "0");
+    f.add("max token calls for one row", max_attempts).must(
         max_attempts <= bound,
-        &format!(
+        format!(
             "<= {bound} within {:.0}s of back-off",
             elapsed.as_secs_f64()
         ),
     );
     let counted: i64 = attempts.iter().sum();
-    v.check(
+    f.add(
         "mintAttempts counted vs token calls",
         format!("{counted} vs {calls}"),
-        u64::try_from(counted).is_ok_and(|c| c == calls),
-        "equal",
-    );
-    v.check(
+    )
+    .must(u64::try_from(counted).is_ok_and(|c| c == calls), "equal");
+    let recovered = recovered_rows(&outcome, 2);
+    f.num(
         "rows recovered in the end",
-        format!("{}/{}", recovered_rows(&outcome, 2), rows.len()),
-        recovered_rows(&outcome, 2) == rows.len(),
-        "all",
-    );
-    v.check(
-        "persisted mints per row",
-        format!("{:.2}", outcome.mints_per_row()),
-        outcome.rows_not_minted_once() == 0,
-        "1.00 for every row",
-    );
-    Ok(v)
+        recovered as f64,
+        format!("of {}", rows.len()),
+    )
+    .must(recovered == rows.len(), "all");
+    f.num("persisted mints per row", outcome.mints_per_row(), "ratio")
+        .must(outcome.rows_not_minted_once() == 0, "1.00 for every row");
+    Ok(())
 }
 
 /// Rows all of whose pollers ended on a new token.
-fn recovered_rows(outcome: &crate::bench::HerdOutcome, pollers_per_row: usize) -> usize {
+fn recovered_rows(outcome: &HerdOutcome, pollers_per_row: usize) -> usize {
     // Every poller stops only on a new token, so converged pollers / pollers per row.
     outcome.converged() / pollers_per_row
 }
@@ -471,8 +357,7 @@ async fn mint_attempts(stack: &Stack, rows: &[Created]) -> Vec<i64> {
 
 /// A row expired more often than the cap allows ends EXPIRED (row failed); before that
 /// no EXPIRED is shown, and the sim minted exactly creation + cap tokens.
-async fn recreation_cap(stack: &Stack) -> anyhow::Result<Verdict> {
-    let mut v = Verdict::new("recreation cap");
+async fn recreation_cap(stack: &Stack, f: &mut Figures) -> anyhow::Result<()> {
     let mut row = stack
         .create_many("chaos-cap", 1, 1)
         .await?
@@ -519,31 +404,24 @@ async fn recreation_cap(stack: &Stack) -> anyhow::Result<Verdict> {
         .copied()
         .unwrap_or(0)
         - minted_before.unwrap_or(0);
-    v.check(
-        "EXPIRED views before the cap",
-        early_expired,
-        early_expired == 0,
-        "0",
-    );
-    v.check(
+    f.add("EXPIRED views before the cap", early_expired)
+        .must(early_expired == 0, "0");
+    f.add(
         "view after the cap",
         format!("{:?}/{:?}", last.status, last.verification),
+    )
+    .must(
         last.is_expired() && last.status.as_deref() == Some("failed"),
         "failed/EXPIRED",
     );
-    v.check(
-        "tokens minted by recovery",
-        minted,
-        minted == u64::from(CAP),
-        &format!("{CAP} (the cap)"),
-    );
-    v.check(
-        "recreationCount",
-        last.recreation_count.unwrap_or(0),
-        last.recreation_count == Some(u64::from(CAP)),
-        &CAP.to_string(),
-    );
-    Ok(v)
+    f.add("tokens minted by recovery", minted)
+        .must(minted == u64::from(CAP), format!("{CAP} (the cap)"));
+    f.add("recreationCount", last.recreation_count.unwrap_or(0))
+        .must(
+            last.recreation_count == Some(u64::from(CAP)),
+            CAP.to_string(),
+        );
+    Ok(())
 }
 
 /// Valkey SIGKILLed 150 ms into a herd (mints in flight): the MongoDB claim still allows one
@@ -552,8 +430,8 @@ async fn valkey_killed(
     stack: &Stack,
     services: &mut Services,
     sizes: &Sizes,
-) -> anyhow::Result<Verdict> {
-    let mut v = Verdict::new("Valkey killed during a herd");
+    f: &mut Figures,
+) -> anyhow::Result<()> {
     let rows = stack.create_many("chaos-vk", sizes.herd_rows, 8).await?;
     stack
         .sim
@@ -579,38 +457,25 @@ async fn valkey_killed(
         return Err(error.context("killing Valkey"));
     }
     let unavailable = stack.metric_sum(LOCK, "outcome=\"unavailable\"").await - unavailable_before;
-    v.figure("lock attempts that found Valkey unavailable", unavailable);
-    v.check(
+    f.add("lock attempts that found Valkey unavailable", unavailable);
+    f.add(
         "rows minted more than once",
         outcome.mints.iter().filter(|&&m| m > 1).count(),
-        outcome.max_mints() <= 1,
-        "0",
-    );
-    v.check(
-        "mints per row",
-        format!("{:.2}", outcome.mints_per_row()),
-        outcome.rows_not_minted_once() == 0,
-        "1.00 for every row",
-    );
-    v.check(
-        "5xx or unanswered polls",
-        outcome.errors,
-        outcome.errors == 0,
-        "0",
-    );
-    v.check(
-        "EXPIRED views",
-        outcome.expired_views,
-        outcome.expired_views == 0,
-        "0",
-    );
-    v.check(
+    )
+    .must(outcome.max_mints() <= 1, "0");
+    f.num("mints per row", outcome.mints_per_row(), "ratio")
+        .must(outcome.rows_not_minted_once() == 0, "1.00 for every row");
+    f.add("5xx or unanswered polls", outcome.errors)
+        .must(outcome.errors == 0, "0");
+    f.add("EXPIRED views", outcome.expired_views)
+        .must(outcome.expired_views == 0, "0");
+    f.num(
         "pollers holding the new token",
-        format!("{}/{}", outcome.converged(), outcome.pollers),
-        outcome.converged() == outcome.pollers,
-        "all",
-    );
-    v.figure(
+        outcome.converged() as f64,
+        format!("of {}", outcome.pollers),
+    )
+    .must(outcome.converged() == outcome.pollers, "all");
+    f.add(
         "expiry -> new token p50/p99",
         format!(
             "{:.0}/{:.0} ms",
@@ -618,18 +483,22 @@ async fn valkey_killed(
             outcome.quantile_ms(0.99)
         ),
     );
-    Ok(v)
+    Ok(())
 }
 
 /// Valkey back: a fresh expiry is recovered under the lock again (lock-won rises).
-async fn valkey_restarted(stack: &Stack, services: &mut Services) -> anyhow::Result<Verdict> {
-    let mut v = Verdict::new("Valkey restarted");
+async fn valkey_restarted(
+    stack: &Stack,
+    services: &mut Services,
+    f: &mut Figures,
+) -> anyhow::Result<()> {
     services.start_server(Server::Valkey).await?;
     const WON: &str = "idenfy_recreate_lock_total";
     const WON_LABEL: &str = "outcome=\"won\"";
     let before = stack.metric_sum(WON, WON_LABEL).await;
     let mut after = before;
-    let mut rounds = 0;
+    let mut rounds = 0usize;
+    let mut troubled = Vec::new();
     // The apps reconnect on their own; give them a few bounded tries.
     while rounds < 5 && after <= before {
         rounds += 1;
@@ -645,7 +514,7 @@ async fn valkey_restarted(stack: &Stack, services: &mut Services) -> anyhow::Res
         )
         .await;
         if outcome.errors > 0 || outcome.converged() < outcome.pollers {
-            v.problems.push(format!(
+            troubled.push(format!(
                 "round {rounds}: {} errors, {}/{} pollers converged",
                 outcome.errors,
                 outcome.converged(),
@@ -654,18 +523,18 @@ async fn valkey_restarted(stack: &Stack, services: &mut Services) -> anyhow::Res
         }
         after = stack.metric_sum(WON, WON_LABEL).await;
     }
-    v.figure("lock won before", before);
-    v.check(
-        "lock won after a new expiry",
-        after,
-        after > before,
-        "more than before",
-    );
-    v.figure("rounds needed", rounds);
-    if !v.problems.is_empty() {
-        v.pass = false;
-    }
-    Ok(v)
+    f.add("lock won before", before);
+    f.add("lock won after a new expiry", after)
+        .must(after > before, "more than before");
+    f.add("rounds needed", rounds);
+    let trouble = if troubled.is_empty() {
+        "none".to_owned()
+    } else {
+        troubled.join("; ")
+    };
+    f.add("rounds with errors or pollers not converged", trouble)
+        .must(troubled.is_empty(), "none");
+    Ok(())
 }
 
 /// The store stopped (SIGTERM) for 5 s under polling: 503s during, 200s after, and every row
@@ -674,8 +543,8 @@ async fn store_stopped(
     stack: &Stack,
     services: &mut Services,
     sizes: &Sizes,
-) -> anyhow::Result<Verdict> {
-    let mut v = Verdict::new("store stopped for 5 s");
+    f: &mut Figures,
+) -> anyhow::Result<()> {
     let rows = stack.create_many("chaos-fdb", sizes.ferret_rows, 4).await?;
     let mut before = Vec::new();
     for row in &rows {
@@ -717,7 +586,7 @@ async fn store_stopped(
     };
     let (_summary, outage) = tokio::join!(polling, outage);
     let (exit_took, start_took) = outage.context("stopping and restarting the store")?;
-    v.figure(
+    f.add(
         "store exit after SIGTERM / restart until ping",
         format!(
             "{:.1}s / {:.1}s",
@@ -749,11 +618,11 @@ async fn store_stopped(
         .sum::<u64>();
     let after_total: u64 = after.values().sum();
     let after_ok = after.get(&200).copied().unwrap_or(0);
-    v.figure(
+    f.add(
         "answers to polls sent while the store was down",
         format!("{during:?}"),
     );
-    v.figure("answers 3 s after restart on", format!("{after:?}"));
+    f.add("answers 3 s after restart on", format!("{after:?}"));
     // The store client heals by itself: the first poll answered 200 after the restart
     // began, counted from the moment the store answered its ping again.
     let first_ok = answers
@@ -761,12 +630,14 @@ async fn store_stopped(
         .filter(|(sent, status)| *sent >= restarting && *status == 200)
         .map(|(sent, _)| *sent)
         .min();
-    v.check(
+    f.add(
         "first 200 after the store answered again",
         first_ok.map_or_else(
             || "never".to_owned(),
             |t| format!("{:+.2}s", signed_secs(t, up)),
         ),
+    )
+    .must(
         first_ok.is_some(),
         "some (healed without a restart of the apps)",
     );
@@ -782,26 +653,19 @@ async fn store_stopped(
             ready += 1;
         }
     }
-    v.check(
+    f.num(
         "replicas ready after the restart",
-        format!("{ready}/{}", stack.apps.len()),
-        ready == stack.apps.len(),
-        "all",
-    );
-    v.check("503s during the outage", during_503, during_503 > 0, "> 0");
-    v.check(
-        "other errors during the outage",
-        during_bad,
-        during_bad == 0,
-        "0 (only 200 or 503)",
-    );
-    v.check(
-        "200s after",
-        format!("{after_ok}/{after_total}"),
-        after_total > 0 && after_ok == after_total,
-        "all",
-    );
-    let mut changed = 0;
+        ready as f64,
+        format!("of {}", stack.apps.len()),
+    )
+    .must(ready == stack.apps.len(), "all");
+    f.add("503s during the outage", during_503)
+        .must(during_503 > 0, "> 0");
+    f.add("other errors during the outage", during_bad)
+        .must(during_bad == 0, "0 (only 200 or 503)");
+    f.num("200s after", after_ok as f64, format!("of {after_total}"))
+        .must(after_total > 0 && after_ok == after_total, "all");
+    let mut changed = 0usize;
     for (row, (token, scan_ref)) in rows.iter().zip(&before) {
         let p = stack.poll(0, row).await;
         let doc = stack.row_doc(&row.row_id).await;
@@ -809,8 +673,9 @@ async fn store_stopped(
             changed += 1;
         }
     }
-    v.check("rows lost or changed", changed, changed == 0, "0");
-    Ok(v)
+    f.add("rows lost or changed", changed)
+        .must(changed == 0, "0");
+    Ok(())
 }
 
 /// `at - origin` in seconds, negative when `at` came first.
@@ -872,7 +737,7 @@ async fn pause_store_once_minting(
 async fn recovery_under_pause(
     stack: &Stack,
     services: &Services,
-    v: &mut Verdict,
+    f: &mut Figures,
     rows_prefix: &str,
     prefix: &str,
     pause: Duration,
@@ -890,7 +755,7 @@ async fn recovery_under_pause(
         pause_store_once_minting(stack, services, calls, pause)
     );
     paused?;
-    v.figure(&format!("{prefix}the poll that minted"), first.http);
+    f.add(format!("{prefix}the poll that minted"), first.http);
     let mut recovered = None;
     let mut expired_views = 0;
     for i in 0..300 {
@@ -905,30 +770,17 @@ async fn recovery_under_pause(
     let doc = stack.row_doc(&row.row_id).await.context("row gone")?;
     let orphans = doc.get_array("orphanedMints").map_or(0, Vec::len);
     let billed_row = billed(stack, &row.parent_id) - billed_before;
-    v.check(
-        &format!("{prefix}tokens billed for the row"),
-        billed_row,
-        billed_row == 1,
-        "1",
-    );
-    v.check(
-        &format!("{prefix}the row carries the paid token"),
+    f.add(format!("{prefix}tokens billed for the row"), billed_row)
+        .must(billed_row == 1, "1");
+    f.add(
+        format!("{prefix}the row carries the paid token"),
         recovered.is_some(),
-        recovered.is_some(),
-        "true",
-    );
-    v.check(
-        &format!("{prefix}orphaned mints"),
-        orphans,
-        orphans == 0,
-        "0",
-    );
-    v.check(
-        &format!("{prefix}EXPIRED views"),
-        expired_views,
-        expired_views == 0,
-        "0",
-    );
+    )
+    .must(recovered.is_some(), "true");
+    f.add(format!("{prefix}orphaned mints"), orphans)
+        .must(orphans == 0, "0");
+    f.add(format!("{prefix}EXPIRED views"), expired_views)
+        .must(expired_views == 0, "0");
     Ok(())
 }
 
@@ -939,8 +791,8 @@ async fn store_paused_after_a_mint(
     stack: &Stack,
     services: &Services,
     sizes: &Sizes,
-) -> anyhow::Result<Verdict> {
-    let mut v = Verdict::new("store paused after a mint");
+    f: &mut Figures,
+) -> anyhow::Result<()> {
     // Longer than the app's 5 s store timeout, so the first write after the mint fails and
     // only a retry can save the token; shorter than the 15 s of persist retries.
     let pause = if sizes.quick {
@@ -948,9 +800,10 @@ async fn store_paused_after_a_mint(
     } else {
         Duration::from_secs(12)
     };
-    v.figure(
+    f.num(
         "pause (SIGSTOP) from the token call's start",
-        format!("{} s", pause.as_secs()),
+        pause.as_secs_f64(),
+        "s",
     );
     // The token call outlasts the moment the pause begins.
     stack
@@ -958,7 +811,7 @@ async fn store_paused_after_a_mint(
         .set_latency(Endpoint::Token, Duration::from_millis(1500));
 
     // Recovery.
-    recovery_under_pause(stack, services, &mut v, "chaos-pause", "recovery: ", pause).await?;
+    recovery_under_pause(stack, services, f, "chaos-pause", "recovery: ", pause).await?;
 
     // Creation: the intent write after the token call meets the paused store.
     let sig = dev_services::unique_name("chaos-pause-create");
@@ -987,7 +840,7 @@ async fn store_paused_after_a_mint(
     );
     paused?;
     stack.sim.set_latency(Endpoint::Token, Duration::ZERO);
-    v.figure("creation: answers until created", format!("{answers:?}"));
+    f.add("creation: answers until created", format!("{answers:?}"));
     let creation_billed = stack
         .sim
         .counters()
@@ -995,12 +848,8 @@ async fn store_paused_after_a_mint(
         .values()
         .sum::<u64>()
         - minted_before;
-    v.check(
-        "creation: tokens billed",
-        creation_billed,
-        creation_billed == 1,
-        "1",
-    );
+    f.add("creation: tokens billed", creation_billed)
+        .must(creation_billed == 1, "1");
     let text = |key: &str, inner: Option<&str>| {
         created.as_ref().and_then(|body| {
             let value = match inner {
@@ -1024,13 +873,9 @@ async fn store_paused_after_a_mint(
         }
         _ => false,
     };
-    v.check(
-        "creation: the session carries the paid token",
-        carried,
-        carried,
-        "true",
-    );
-    Ok(v)
+    f.add("creation: the session carries the paid token", carried)
+        .must(carried, "true");
+    Ok(())
 }
 
 /// The store stays away past the persist retries after a mint: the paid token goes to the
@@ -1039,8 +884,8 @@ async fn store_paused_after_a_mint(
 async fn store_away_past_the_retries(
     stack: &Stack,
     services: &Services,
-) -> anyhow::Result<Verdict> {
-    let mut v = Verdict::new("store away past the persist retries");
+    f: &mut Figures,
+) -> anyhow::Result<()> {
     // Past the app's 15 s of persist retries, and short enough that the journal replay
     // (every second) attaches the token well before the claim lapses.
     let away = stack
@@ -1048,25 +893,26 @@ async fn store_away_past_the_retries(
         .claim_ttl
         .saturating_sub(Duration::from_secs(7))
         .min(Duration::from_secs(25));
-    v.figure(
+    f.num(
         "pause (SIGSTOP) from the token call's start",
-        format!("{} s", away.as_secs()),
+        away.as_secs_f64(),
+        "s",
     );
     stack
         .sim
         .set_latency(Endpoint::Token, Duration::from_millis(500));
-    recovery_under_pause(stack, services, &mut v, "chaos-away", "", away).await?;
+    recovery_under_pause(stack, services, f, "chaos-away", "", away).await?;
     stack.sim.set_latency(Endpoint::Token, Duration::ZERO);
     let journaled = stack.apps[0].log_contains("it is journaled");
-    v.check("the token was journaled", journaled, journaled, "true");
-    Ok(v)
+    f.add("the token was journaled", journaled)
+        .must(journaled, "true");
+    Ok(())
 }
 
 /// iDenfy mints, bills, and the answer never arrives (the client times out): the unknown
 /// outcome is recorded on the row, the next mint waits the longer back-off, and each row
 /// costs one extra token per lost answer, no more.
-async fn answer_lost(stack: &Stack, sizes: &Sizes) -> anyhow::Result<Verdict> {
-    let mut v = Verdict::new("iDenfy answer lost");
+async fn answer_lost(stack: &Stack, sizes: &Sizes, f: &mut Figures) -> anyhow::Result<()> {
     let rows = stack.create_many("chaos-lost", sizes.fault_rows, 4).await?;
     let before: Vec<u64> = rows
         .iter()
@@ -1109,12 +955,8 @@ async fn answer_lost(stack: &Stack, sizes: &Sizes) -> anyhow::Result<Verdict> {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let done = recovered.iter().filter(|done| **done).count();
-    v.check(
-        "rows recovered",
-        format!("{done}/{}", rows.len()),
-        done == rows.len(),
-        "all",
-    );
+    f.num("rows recovered", done as f64, format!("of {}", rows.len()))
+        .must(done == rows.len(), "all");
     let mut billed_total = 0;
     let mut unknown_total = 0;
     let mut worst_excess = 0i64;
@@ -1131,35 +973,35 @@ async fn answer_lost(stack: &Stack, sizes: &Sizes) -> anyhow::Result<Verdict> {
             worst_excess.max(i64::try_from(billed_row).unwrap_or(i64::MAX) - 1 - unknown);
     }
     let n = rows.len().max(1) as f64;
-    v.figure(
-        "tokens billed per row",
-        format!("{:.2}", billed_total as f64 / n),
-    );
-    v.check(
+    f.num("tokens billed per row", billed_total as f64 / n, "ratio");
+    f.num(
         "unknown outcomes recorded per row",
-        format!("{:.2}", unknown_total as f64 / n),
+        unknown_total as f64 / n,
+        "ratio",
+    )
+    .must(
         unknown_total == i64::try_from(rows.len()).unwrap_or(i64::MAX),
         "1.00 (one lost answer each)",
     );
-    v.check(
+    f.add(
         "billed beyond 1 + unknown outcomes, worst row",
         worst_excess,
-        worst_excess <= 0,
-        "<= 0",
-    );
-    v.check("EXPIRED views", expired_views, expired_views == 0, "0");
-    v.check("5xx answers", five_xx, five_xx == 0, "0");
-    v.figure(
+    )
+    .must(worst_excess <= 0, "<= 0");
+    f.add("EXPIRED views", expired_views)
+        .must(expired_views == 0, "0");
+    f.add("5xx answers", five_xx).must(five_xx == 0, "0");
+    f.num(
         "until every row held a new token",
-        format!("{:.1}s", started.elapsed().as_secs_f64()),
+        started.elapsed().as_secs_f64(),
+        "s",
     );
-    Ok(v)
+    Ok(())
 }
 
 /// An app SIGKILLed while its mint is held by the sim: the claim outlives it, another
 /// replica recovers the row once the claim expires, and both attempts are in `mintAttempts`.
-async fn killed_mid_mint(stack: &Stack) -> anyhow::Result<Verdict> {
-    let mut v = Verdict::new("app SIGKILLed between mint and persist");
+async fn killed_mid_mint(stack: &Stack, f: &mut Figures) -> anyhow::Result<()> {
     let victim = stack.apps.len() - 1;
     let row = stack
         .create_many("chaos-kill", 1, 1)
@@ -1199,7 +1041,7 @@ async fn killed_mid_mint(stack: &Stack) -> anyhow::Result<Verdict> {
             hung.http
         );
     }
-    v.figure(
+    f.add(
         "victim's poll",
         if hung.http == 0 {
             "cut off".to_owned()
@@ -1213,22 +1055,23 @@ async fn killed_mid_mint(stack: &Stack) -> anyhow::Result<Verdict> {
         .ok()
         .and_then(|r| r.get("claimId"))
         .is_some_and(|c| !matches!(c, mongodb::bson::Bson::Null));
-    v.check("claim left by the victim", claimed, claimed, "true");
+    f.add("claim left by the victim", claimed)
+        .must(claimed, "true");
     let first = stack.poll(0, &row).await;
-    v.check(
+    f.add(
         "view while the claim lives",
         if first.token.is_none() {
             "pending"
         } else {
             "token"
         },
+    )
+    .must(
         first.token.is_none() && !first.is_expired() && first.http == 200,
         "pending",
     );
-    v.figure(
-        "claim TTL (waited for in full)",
-        format!("{} s", stack.settings.claim_ttl.as_secs()),
-    );
+    let claim_ttl = stack.settings.claim_ttl.as_secs_f64();
+    f.num("claim TTL (waited for in full)", claim_ttl, "s");
     let t = Instant::now();
     // The claim's TTL plus room for the recovery itself.
     let deadline = usize::try_from(stack.settings.claim_ttl.as_secs())?.saturating_add(20);
@@ -1236,7 +1079,7 @@ async fn killed_mid_mint(stack: &Stack) -> anyhow::Result<Verdict> {
     for i in 0..(deadline * 5) {
         let p = stack.poll(i % victim, &row).await;
         if p.is_expired() {
-            v.check("EXPIRED views", 1, false, "0");
+            f.add("EXPIRED views", 1usize).must(false, "0");
             break;
         }
         if p.token.is_some() && p.scan_ref.as_deref().is_some_and(|s| s != row.scan_ref) {
@@ -1245,27 +1088,19 @@ async fn killed_mid_mint(stack: &Stack) -> anyhow::Result<Verdict> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    v.check(
-        "recovered by another replica",
-        recovered.is_some(),
-        recovered.is_some(),
-        "true",
-    );
-    v.figure(
-        "recovery after the claim",
-        format!("{:.1}s", t.elapsed().as_secs_f64()),
-    );
+    f.add("recovered by another replica", recovered.is_some())
+        .must(recovered.is_some(), "true");
+    f.num("recovery after the claim", t.elapsed().as_secs_f64(), "s");
     let blackout = killed_at.elapsed();
     let bound = stack.settings.claim_ttl + stack.settings.poll_interval;
-    v.check(
-        "kill → recovered by a peer",
-        format!("{:.1}s", blackout.as_secs_f64()),
-        recovered.is_some() && blackout <= bound,
-        &format!(
-            "<= CLAIM_TTL_MS + one poll interval = {:.0}s",
-            bound.as_secs_f64()
-        ),
-    );
+    f.num("kill → recovered by a peer", blackout.as_secs_f64(), "s")
+        .must(
+            recovered.is_some() && blackout <= bound,
+            format!(
+                "<= CLAIM_TTL_MS + one poll interval = {:.0}s",
+                bound.as_secs_f64()
+            ),
+        );
     let doc = stack.row_doc(&row.row_id).await.context("row gone")?;
     let attempts = doc_int(&doc, "mintAttempts").unwrap_or(0) - attempts_before;
     let counters = stack.sim.counters();
@@ -1276,18 +1111,19 @@ async fn killed_mid_mint(stack: &Stack) -> anyhow::Result<Verdict> {
         .copied()
         .unwrap_or(0)
         - minted_before;
-    v.check(
+    f.add(
         "mintAttempts added vs token calls",
         format!("{attempts} vs {calls}"),
+    )
+    .must(
         u64::try_from(attempts).is_ok_and(|a| a == calls) && calls >= 2,
         "equal, at least 2",
     );
-    v.figure("tokens the sim minted (orphans included)", minted);
-    v.check(
+    f.add("tokens the sim minted (orphans included)", minted);
+    f.add(
         "recreationCount",
         doc_int(&doc, "recreationCount").unwrap_or(-1),
-        doc_int(&doc, "recreationCount") == Some(1),
-        "1",
-    );
-    Ok(v)
+    )
+    .must(doc_int(&doc, "recreationCount") == Some(1), "1");
+    Ok(())
 }

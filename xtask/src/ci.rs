@@ -2,6 +2,7 @@
 
 use dev_services::Backend;
 
+use crate::harness;
 use crate::shell::{self, Phases, cargo};
 
 /// fmt, clippy, the production build, `cargo doc` (warnings denied), `cargo package`,
@@ -69,26 +70,10 @@ async fn all(phases: &mut Phases, backend: Backend) -> anyhow::Result<()> {
         .await?;
     // Small measurement and fault runs, so that neither command rots.
     phases
-        .run(
-            "bench",
-            crate::bench::run(crate::bench::Args {
-                quick: true,
-                backend,
-                mongo: dev_services::MongoServer::JavaServer,
-                only: None,
-            }),
-        )
+        .run("bench", harness::run::<crate::bench::Bench>(quick(backend)))
         .await?;
     phases
-        .run(
-            "chaos",
-            crate::chaos::run(crate::chaos::Args {
-                quick: true,
-                backend,
-                mongo: dev_services::MongoServer::JavaServer,
-                only: None,
-            }),
-        )
+        .run("chaos", harness::run::<crate::chaos::Chaos>(quick(backend)))
         .await?;
     Ok(())
 }
@@ -107,6 +92,16 @@ async fn deny() -> anyhow::Result<()> {
         shell::run(with_args(&["install", "cargo-deny", "--locked"])).await?;
     }
     shell::run(with_args(&["deny", "check", "bans", "licenses", "sources"])).await
+}
+
+/// `--quick` options of bench and chaos: every scenario, on mongo-java-server.
+fn quick(backend: Backend) -> harness::Args {
+    harness::Args {
+        quick: true,
+        backend,
+        mongo: dev_services::MongoServer::JavaServer,
+        only: None,
+    }
 }
 
 fn with_args(args: &[&str]) -> tokio::process::Command {

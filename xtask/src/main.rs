@@ -5,6 +5,8 @@
 mod bench;
 mod chaos;
 mod ci;
+mod harness;
+mod herd;
 mod load;
 mod probe;
 mod run_tests;
@@ -56,10 +58,10 @@ enum Command {
     },
     /// Measure the cached poll path, a herd, reconciling and memory on the real stack;
     /// prints a table and writes target/bench/report.md.
-    Bench(bench::Args),
+    Bench(harness::Args),
     /// Fault-injection runs on the real stack (Valkey, the store, iDenfy, app crashes,
-    /// webhook storms); PASS/FAIL per scenario.
-    Chaos(chaos::Args),
+    /// webhook storms); PASS/FAIL per scenario, and a table in target/bench/chaos.md.
+    Chaos(harness::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,8 +112,8 @@ async fn main() -> std::process::ExitCode {
             cargo_args,
         } => run_tests::run(backend.backend, &cargo_args).await,
         Command::Ci { backend } => ci::run(backend.backend).await,
-        Command::Bench(args) => bench::run(args).await,
-        Command::Chaos(args) => chaos::run(args).await,
+        Command::Bench(args) => harness::run::<bench::Bench>(args).await,
+        Command::Chaos(args) => harness::run::<chaos::Chaos>(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -702,6 +702,17 @@ impl Stack {
     }
 }
 
+/// A webhook body like iDenfy's, reduced to what the service reads.
+pub(crate) fn decision_body(row: &Created, overall: &str, is_final: bool) -> Value {
+    serde_json::json!({
+        "final": is_final,
+        "platform": "PC",
+        "status": { "overall": overall, "fraudTags": [], "mismatchTags": [] },
+        "scanRef": row.scan_ref,
+        "clientId": row.parent_id,
+    })
+}
+
 /// Sends `request`; its HTTP status, 0 on a transport error. The body is read (a real
 /// client does, and it frees the connection) and dropped.
 async fn status_of(request: reqwest::RequestBuilder) -> u16 {
