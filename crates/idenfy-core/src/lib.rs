@@ -1,8 +1,10 @@
 //! Domain, ports and the resolver for iDenfy verification sessions; no I/O of its own.
 //!
 //! - [`ids`], [`status`], [`model`]: the data model (`docs/data-model.md`).
-//! - [`ports`]: what storage, the lock, iDenfy and the clock MUST do.
-//! - [`Sessions`]: the service: [`Sessions::resolve`] (expired-session recovery,
+//! - [`ports`]: what storage, the lock, iDenfy and the clock MUST do; [`Backend`] gathers
+//!   one implementation of each ([`Ports`] for any six adapters).
+//! - [`Sessions`]: the service over a backend, built with [`Sessions::builder`]:
+//!   [`Sessions::resolve`] (expired-session recovery,
 //!   `docs/resolver.md`), [`Sessions::handle_webhook`] (`docs/webhooks.md`),
 //!   [`Sessions::create_session`].
 //! - [`memory`]: in-memory adapters (dev mode, tests); [`testing`]: a scripted iDenfy and

@@ -8,9 +8,8 @@
 //!   declare fails too (the served document stays open to additive fields).
 //! - Every status the document lists is provoked here, or named in [`NOT_PROVOKED`] with
 //!   the reason.
-//! - Every route `idenfy-http/src/router.rs` defines has its path and method in the document, and the
-//!   document has nothing else; the dev-only `/docs` is the one exception, and it exists in
-//!   the dev router only.
+//! - The dev-only `/docs` exists in the dev router only. (That every route the router
+//!   defines is in the document, and nothing else, is idenfy-http's own test.)
 
 use std::{
     collections::BTreeSet,
@@ -43,13 +42,6 @@ use crate::support::{OTHER_USER, TOKEN, USER, serve};
 /// Documented statuses this test cannot provoke, as (path, method, status) with the reason.
 /// Empty: every status the document lists is provoked below.
 const NOT_PROVOKED: &[(&str, &str, u16, &str)] = &[];
-
-/// Routes the router defines on purpose without a path in the document.
-const UNDOCUMENTED: &[(&str, &str, &str)] = &[(
-    "GET",
-    "/docs",
-    "the API browser of `idenfy-app dev`, not part of the API",
-)];
 
 // ---------------------------------------------------------------------------------------
 // Checking one answer against the document
@@ -912,147 +904,6 @@ async fn every_answer_matches_the_document() {
     assert!(
         stale.is_empty(),
         "NOT_PROVOKED lists what is provoked or undocumented: {stale:#?}"
-    );
-}
-
-/// The (METHOD, path) of every route `idenfy-http/src/router.rs` defines; the per-environment ones
-/// (those of `fn environment_routes`) also under the sandbox mount.
-fn defined_routes() -> BTreeSet<(String, String)> {
-    const SOURCE: &str = include_str!("../../../idenfy-http/src/router.rs");
-    let environment = SOURCE
-        .find("fn environment_routes")
-        .expect("fn environment_routes in idenfy-http/src/router.rs");
-    let environment =
-        environment..environment + SOURCE[environment..].find("\n}\n").expect("its end");
-    assert!(
-        SOURCE.contains(&format!("\"{}\"", idenfy_http::openapi::SANDBOX)),
-        "the sandbox is mounted where the document says"
-    );
-    let mut routes = BTreeSet::new();
-    for (at, _) in SOURCE.match_indices(".route(") {
-        let rest = SOURCE[at + ".route(".len()..].trim_start();
-        let rest = rest
-            .strip_prefix('"')
-            .expect(".route(\"literal path\", ...)");
-        let end = rest.find('"').expect("end of the path");
-        let path = &rest[..end];
-        let rest = rest[end + 1..]
-            .trim_start()
-            .trim_start_matches(',')
-            .trim_start();
-        let method: String = rest.chars().take_while(char::is_ascii_alphabetic).collect();
-        assert!(
-            ["get", "post", "put", "patch", "delete"].contains(&method.as_str()),
-            "{path}: unexpected method router `{method}`"
-        );
-        routes.insert((method.to_ascii_uppercase(), path.to_owned()));
-        if environment.contains(&at) {
-            routes.insert((
-                method.to_ascii_uppercase(),
-                format!("{}{path}", idenfy_http::openapi::SANDBOX),
-            ));
-        }
-    }
-    routes
-}
-
-#[tokio::test]
-async fn every_route_is_documented_and_every_documented_route_exists() {
-    let doc = idenfy_http::openapi::document();
-    let documented: BTreeSet<(String, String)> = doc["paths"]
-        .as_object()
-        .expect("paths")
-        .iter()
-        .flat_map(|(path, item)| {
-            item.as_object()
-                .expect("path item")
-                .keys()
-                .map(|method| (method.to_ascii_uppercase(), path.clone()))
-        })
-        .collect();
-    let undocumented: BTreeSet<(String, String)> = UNDOCUMENTED
-        .iter()
-        .map(|(method, path, _)| ((*method).to_owned(), (*path).to_owned()))
-        .collect();
-    let defined = defined_routes();
-    assert!(
-        defined.len() >= 14,
-        "the source parse found the routes: {defined:?}"
-    );
-    let missing: Vec<_> = defined
-        .difference(&documented)
-        .filter(|route| !undocumented.contains(*route))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "routes without a path in the document: {missing:?}"
-    );
-    let extra: Vec<_> = documented.difference(&defined).collect();
-    assert!(
-        extra.is_empty(),
-        "documented routes the router does not define: {extra:?}"
-    );
-
-    // And the router answers each documented operation itself, not with its fallbacks.
-    let app = App::start(false).await;
-    let http = reqwest::Client::new();
-    for (method, path) in &documented {
-        let url = app.url(&path.replace("{id}", UNKNOWN_ID));
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let response = http
-            .request(method.clone(), &url)
-            .send()
-            .await
-            .expect("answered");
-        let status = response.status().as_u16();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        assert!(
-            status != 405 && body["error"] != "Not found",
-            "{method} {path}: {status} {body}"
-        );
-    }
-}
-
-#[tokio::test]
-async fn the_document_names_every_operation_and_its_headers() {
-    let doc = idenfy_http::openapi::document();
-    assert_eq!(doc["openapi"], "3.1.0");
-    let mut ids = BTreeSet::new();
-    for (path, item) in doc["paths"].as_object().expect("paths") {
-        for (method, operation) in item.as_object().expect("path item") {
-            let id = operation["operationId"].as_str().unwrap_or_default();
-            assert!(!id.is_empty(), "{method} {path}: no operationId");
-            assert!(
-                ids.insert(id.to_owned()),
-                "{method} {path}: operationId {id} repeated"
-            );
-            for (status, response) in operation["responses"].as_object().expect("responses") {
-                assert_eq!(
-                    response["headers"]["x-request-id"]["required"], true,
-                    "{method} {path} {status}: x-request-id"
-                );
-                if status == "503" && operation["tags"][0] != "operations" {
-                    assert!(
-                        response["headers"]["Retry-After"].is_object(),
-                        "{method} {path}: a shed request's Retry-After"
-                    );
-                }
-            }
-        }
-    }
-    let create = &doc["paths"]["/internal/sessions"]["post"];
-    assert_eq!(
-        create["responses"]["409"]["headers"]["Retry-After"]["required"],
-        true
-    );
-    assert_eq!(create["security"], json!([{ "serviceToken": [] }]));
-    assert_eq!(
-        doc["components"]["securitySchemes"]["serviceToken"],
-        json!({
-            "type": "http",
-            "scheme": "bearer",
-            "description": "The internal service token (`INTERNAL_SERVICE_TOKEN`)"
-        })
     );
 }
 

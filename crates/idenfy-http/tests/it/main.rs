@@ -1,7 +1,8 @@
 //! idenfy-http on a backend of its own, without the simulator: idenfy-core's in-memory
 //! adapters, its scripted iDenfy and a manual clock, driven through the router in process.
-//! The end-to-end tests of the API with the service's own wiring (idenfy-sim, the metrics
-//! recorder, the listener) are in idenfy-app's `tests/it`.
+//! [`openapi`] checks the document against the router's source. The end-to-end tests of the
+//! API with the service's own wiring (idenfy-sim, the metrics recorder, the listener) are in
+//! idenfy-app's `tests/it`.
 
 use std::{sync::Arc, time::Duration};
 
@@ -22,6 +23,8 @@ use idenfy_http::AppState;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use serde_json::{Value, json};
 use tower::ServiceExt;
+
+mod openapi;
 
 const TOKEN: &str = "internal-service-token-of-the-tests";
 const SIGNING_KEY: &[u8] = b"webhook-signing-key-of-the-tests";
