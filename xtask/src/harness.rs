@@ -293,9 +293,8 @@ pub(crate) struct Check {
 impl Figure {
     /// Judges the figure by `rule`: unless `met`, the scenario and the command fail.
     pub(crate) fn must(&mut self, met: bool, rule: impl Into<String>) {
-        let rule = rule.into();
         self.check = Some(Check {
-            rule,
+            rule: rule.into(),
             met,
             must: true,
         });
@@ -303,9 +302,8 @@ impl Figure {
 
     /// Holds the figure against a target: a miss is reported, not a failure.
     pub(crate) fn target(&mut self, met: bool, rule: impl Into<String>) {
-        let rule = rule.into();
         self.check = Some(Check {
-            rule,
+            rule: rule.into(),
             met,
             must: false,
         });

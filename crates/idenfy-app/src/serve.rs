@@ -137,6 +137,37 @@ impl HealthProbe for Probe {
     }
 }
 
+/// One environment's service: its stores and lock, an iDenfy client with its credentials,
+/// its settings, and the process's mint journal.
+fn environment_sessions(
+    environment: Environment,
+    stores: &MongoStores,
+    lock: ValkeyLock,
+    credentials: &Credentials,
+    config: &ServeConfig,
+    journal: &Arc<FileJournal>,
+) -> anyhow::Result<Arc<ProductionSessions>> {
+    let backend = Ports {
+        rows: stores.rows().clone(),
+        parents: stores.parents().clone(),
+        intents: stores.intents().clone(),
+        lock,
+        idenfy: client(&config.idenfy_base_url, credentials, &config.token_options)?,
+        clock: TokioClock,
+    };
+    let settings = settings(
+        environment,
+        &config.idenfy_base_url,
+        credentials,
+        config.tuning,
+    );
+    Ok(Arc::new(
+        Sessions::builder(backend, settings)
+            .journal(journal.clone())
+            .build(),
+    ))
+}
+
 /// Connects, checks, serves until SIGTERM or Ctrl-C, then closes the clients.
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let metrics = crate::metrics::handle();
@@ -220,26 +251,14 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             "the mint journal holds tokens from an earlier run; attaching them"
         );
     }
-    let live = Arc::new(
-        Sessions::builder(
-            Ports {
-                rows: stores.rows().clone(),
-                parents: stores.parents().clone(),
-                intents: stores.intents().clone(),
-                lock: lock.clone(),
-                idenfy: client(&config.idenfy_base_url, &config.live, &config.token_options)?,
-                clock: TokioClock,
-            },
-            settings(
-                Environment::Live,
-                &config.idenfy_base_url,
-                &config.live,
-                config.tuning,
-            ),
-        )
-        .journal(journal.clone())
-        .build(),
-    );
+    let live = environment_sessions(
+        Environment::Live,
+        &stores,
+        lock.clone(),
+        &config.live,
+        &config,
+        &journal,
+    )?;
     let mut environments = vec![Arc::clone(&live)];
     tracing::info!(
         polls = config.admission.polls,
@@ -255,27 +274,14 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             lock: lock.clone(),
         }));
     if let Some(credentials) = &config.sandbox {
-        let sandbox_stores = stores.for_environment(Environment::Sandbox);
-        let sandbox = Arc::new(
-            Sessions::builder(
-                Ports {
-                    rows: sandbox_stores.rows().clone(),
-                    parents: sandbox_stores.parents().clone(),
-                    intents: sandbox_stores.intents().clone(),
-                    lock: lock.for_environment(Environment::Sandbox),
-                    idenfy: client(&config.idenfy_base_url, credentials, &config.token_options)?,
-                    clock: TokioClock,
-                },
-                settings(
-                    Environment::Sandbox,
-                    &config.idenfy_base_url,
-                    credentials,
-                    config.tuning,
-                ),
-            )
-            .journal(journal.clone())
-            .build(),
-        );
+        let sandbox = environment_sessions(
+            Environment::Sandbox,
+            &stores.for_environment(Environment::Sandbox),
+            lock.for_environment(Environment::Sandbox),
+            credentials,
+            &config,
+            &journal,
+        )?;
         environments.push(Arc::clone(&sandbox));
         state = state.with_sandbox(sandbox);
     }

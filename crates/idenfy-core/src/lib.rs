@@ -22,8 +22,9 @@
 //! # How to implement a store
 //!
 //! The core does no I/O: [`Sessions::builder`] takes a [`Backend`], one implementation of
-//! each port of [`ports`] (usually a [`Ports`]), all built for ONE environment (collection names and key prefixes are chosen
-//! at construction, so no method takes an [`Environment`]):
+//! each port of [`ports`] (usually a [`Ports`]), all built for ONE environment (collection
+//! names and key prefixes are chosen at construction, so no method takes an
+//! [`Environment`]):
 //!
 //! | port | holds | adapters in this workspace |
 //! |---|---|---|
@@ -126,6 +127,8 @@
 
 #![warn(missing_docs)]
 
+use std::{fmt, sync::Arc};
+
 pub mod creation;
 pub mod ids;
 mod inflight;
@@ -161,8 +164,6 @@ pub use ports::{
 pub use settings::{Settings, WebhookKey};
 pub use status::{Environment, Flow, ParentStatus, RowStatus, VerificationStatus, reasons};
 pub use view::{ListedSession, SessionView, StatusV2, StatusV2Body};
-
-use std::{fmt, sync::Arc};
 
 /// Instants, UTC, millisecond precision in storage.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;
@@ -316,11 +317,6 @@ impl<B: Backend> Sessions<B> {
             settings,
             journal: None,
         }
-    }
-
-    /// The ports.
-    pub fn backend(&self) -> &B {
-        &self.backend
     }
 
     /// The row store.

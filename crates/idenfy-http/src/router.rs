@@ -1,5 +1,6 @@
-//! The router: the routes of README.md's HTTP API (user routes also under `/sandbox`) and the
-//! middleware every request passes (request id, tracing, timeouts, panics, latency metric).
+//! The router: the routes of the HTTP API in the workspace README (user routes also under
+//! `/sandbox`) and the middleware every request passes (request id, tracing, timeouts,
+//! panics, latency metric).
 
 use std::{any::Any, sync::Arc, time::Duration};
 
@@ -98,7 +99,7 @@ pub fn router<B: Backend>(state: AppState<B>) -> Router {
 }
 
 /// [`router`] plus `GET /docs`, a page that browses `/openapi.json` (with a UI its browser
-/// loads from a CDN): `idenfy-app dev` only, never `serve`.
+/// loads from a CDN): for development (`idenfy-app dev` mounts it, `serve` never does).
 pub fn dev_router<B: Backend>(state: AppState<B>) -> Router {
     build(
         state,
